@@ -1,0 +1,299 @@
+"""`./run`: the one entry point of the project's setup, demo and tests.
+
+./run site     provision the embedded demo target end to end (playbooks/site.yml)
+./run test     the whole test suite: setup, images, lint, sanity, unit, molecule
+./run down     remove the demo target and stop what the harness started
+./run STAGE..  only some stages: setup host images lint sanity unit build molecule[:NAME]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    __package__ = "tests.harness"
+
+from tests.harness import images, services
+from tests.harness.common import CACHE, REPO, HarnessError, Report, StageResult, log, run
+from tests.harness.results import junit_counts
+from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
+
+OUTPUT = REPO / "tests" / "output"
+DEMO_CONTAINER = "nanoclaw-demo"
+
+
+def venv_run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    env = tool_env()
+    env.update(kwargs.pop("env", {}) or {})
+    return run(argv, env=env, cwd=kwargs.pop("cwd", REPO), **kwargs)
+
+
+# ---------------------------------------------------------------- stages
+def stage_setup(report: Report) -> None:
+    with report.stage("setup") as st:
+        if os.geteuid() != 0:
+            raise HarnessError("./run prepares engines and images on this machine: run it as root (or with sudo)")
+        for binary in ("git", "tar"):
+            if shutil.which(binary) is None:
+                raise HarnessError(f"missing host prerequisite '{binary}': install it with `apt-get install -y {binary}`")
+        ensure_venv()
+        ensure_collection_link()
+        st.passed += 1
+
+
+def stage_host(report: Report) -> None:
+    with report.stage("host") as st:
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+        nofile = 1048576 if nofile == resource.RLIM_INFINITY else nofile
+        nproc = 1048576 if nproc == resource.RLIM_INFINITY else nproc
+        venv_run(
+            [
+                str(venv_bin() / "ansible-playbook"),
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                "-e",
+                f"harness_nofile_hard={nofile} harness_nproc_hard={nproc}",
+                "-e",
+                f"ansible_python_interpreter={sys.executable}",
+                str(REPO / "tests" / "harness" / "host.yml"),
+            ]
+        )
+        services.sweep_stale()
+        st.passed += 1
+
+
+def stage_images(report: Report) -> None:
+    with report.stage("images") as st:
+        built = images.build_all()
+        log("imported: " + (", ".join(built) if built else "nothing, all current"))
+        st.passed += len(images.TARGETS)
+
+
+def stage_lint(report: Report) -> None:
+    checks = [
+        ("yamllint", [str(venv_bin() / "yamllint"), "--strict", "."]),
+        ("ruff check", [str(venv_bin() / "ruff"), "check", "."]),
+        ("ruff format", [str(venv_bin() / "ruff"), "format", "--check", "."]),
+        ("ansible-lint", [str(venv_bin() / "ansible-lint"), "--profile", "production", "--offline"]),
+    ]
+    for name, argv in checks:
+        with report.stage(f"lint:{name}") as st:
+            venv_run(argv)
+            st.passed += 1
+
+
+def sanity_tree() -> Path:
+    """Copy the tracked (and untracked, not ignored) files into the layout ansible-test needs."""
+    root = CACHE / "sanity" / "ansible_collections" / "nanoclaw" / "provision"
+    files = run(["git", "ls-files", "-co", "--exclude-standard", "-z"], capture=True, cwd=REPO, quiet=True).stdout
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    listing = "\n".join(f for f in files.split("\0") if f and (REPO / f).exists())
+    run(["rsync", "-a", "--files-from=-", f"{REPO}/", f"{root}/"], input_text=listing, quiet=True)
+    # ansible-test only considers files git knows about when it finds a .git.
+    run(["git", "init", "-q"], cwd=root, quiet=True)
+    run(["git", "add", "-A"], cwd=root, quiet=True)
+    return root
+
+
+def provide_pip_bootstrap() -> None:
+    """ansible-test downloads a get-pip script for each sanity venv; give it one that works offline."""
+    site = next((venv_bin().parent / "lib").glob("python3*/site-packages/ansible_test"))
+    source = (site / "_internal" / "python_requirements.py").read_text()
+    versions = set(re.findall(r"pip='([0-9.]+)'", source))
+    if not versions:
+        raise HarnessError("cannot find the pip version ansible-test bootstraps")
+    cache = Path.home() / ".ansible" / "test" / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    script = (REPO / "tests" / "harness" / "files" / "get_pip_offline.py").read_text()
+    for version in versions:
+        target = cache / f"get_pip_{version.replace('.', '_')}.py"
+        if not target.exists() or target.read_text() != script:
+            target.write_text(script)
+
+
+def stage_sanity(report: Report) -> None:
+    with report.stage("sanity") as st:
+        provide_pip_bootstrap()
+        root = sanity_tree()
+        python = f"{sys.version_info.major}.{sys.version_info.minor}"
+        junit = root / "tests" / "output" / "junit"
+        try:
+            venv_run(
+                [str(venv_bin() / "ansible-test"), "sanity", "--python", python, "--requirements", "--junit", "--color", "no"],
+                cwd=root,
+            )
+        finally:
+            not_applicable = 0
+            for xml in junit.glob("*.xml"):
+                p, f, s = junit_counts(xml)
+                st.passed, st.failed, not_applicable = st.passed + p, st.failed + f, not_applicable + s
+            # ansible-test marks a test "skipped" when no file of the collection is of its kind.
+            log(f"{not_applicable} sanity tests had no files of their kind to check")
+
+
+def _pytest(report: Report, name: str, argv: list[str], cwd: Path = REPO, env: dict | None = None) -> None:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    xml = OUTPUT / f"junit-{name.replace(':', '-')}.xml"
+    xml.unlink(missing_ok=True)
+    with report.stage(name) as st:
+        try:
+            venv_run([*argv, f"--junitxml={xml}"], cwd=cwd, env=env)
+        finally:
+            if xml.exists():
+                st.passed, st.failed, st.skipped = junit_counts(xml)
+
+
+def stage_unit(report: Report) -> None:
+    _pytest(
+        report,
+        "unit",
+        [str(venv_bin() / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],
+        env={"PYTHONPATH": str(REPO / ".cache" / "collections")},
+    )
+
+
+def stage_build(report: Report) -> None:
+    """The collection builds into a tarball that installs offline and documents its roles."""
+    with report.stage("build") as st:
+        dist = CACHE / "dist"
+        shutil.rmtree(dist, ignore_errors=True)
+        dist.mkdir(parents=True)
+        venv_run([str(venv_bin() / "ansible-galaxy"), "collection", "build", "--output-path", str(dist), str(REPO)])
+        tarball = next(dist.glob("nanoclaw-provision-*.tar.gz"))
+        target = dist / "installed"
+        venv_run(
+            [
+                str(venv_bin() / "ansible-galaxy"),
+                "collection",
+                "install",
+                "--offline",
+                "--no-deps",
+                "-p",
+                str(target),
+                str(tarball),
+            ]
+        )
+        doc = venv_run(
+            [str(venv_bin() / "ansible-doc"), "-t", "role", "nanoclaw.provision.preflight"],
+            env={"ANSIBLE_COLLECTIONS_PATH": str(target)},
+            capture=True,
+        )
+        if "nanoclaw_preflight_concurrent_agents" not in doc.stdout:
+            raise HarnessError("ansible-doc of the installed tarball does not show the preflight arguments")
+        st.passed += 1
+
+
+def molecule_scenarios() -> list[str]:
+    return sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
+
+
+def stage_molecule(report: Report, scenario: str) -> None:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    xml = OUTPUT / f"junit-molecule-{scenario}.xml"
+    xml.unlink(missing_ok=True)
+    molecule = str(venv_bin() / "molecule")
+    env = {"PYTEST_ADDOPTS": f"--junitxml={xml} -p no:cacheprovider"}
+    with report.stage(f"molecule:{scenario}") as st:
+        try:
+            venv_run([molecule, "test", "-s", scenario], env=env)
+            st.passed += 1  # check, check-unchanged, converge and idempotence all held
+        finally:
+            if xml.exists():
+                p, f, s = junit_counts(xml)
+                st.passed += p
+                st.failed += f
+                st.skipped += s
+            # A failed scenario still destroys its containers.
+            venv_run([molecule, "destroy", "-s", scenario], check=False, quiet=True, env=env)
+
+
+# ---------------------------------------------------------------- demo
+def stage_site(report: Report) -> None:
+    with report.stage("site") as st:
+        services.ensure_demo_target(DEMO_CONTAINER, images.TARGETS[0].name)
+        venv_run(
+            [
+                str(venv_bin() / "ansible-playbook"),
+                "-i",
+                str(REPO / "inventories" / "demo" / "hosts.yml"),
+                str(REPO / "playbooks" / "site.yml"),
+            ]
+        )
+        st.passed += 1
+
+
+# ---------------------------------------------------------------- main
+STAGES = {
+    "setup": stage_setup,
+    "host": stage_host,
+    "images": stage_images,
+    "lint": stage_lint,
+    "sanity": stage_sanity,
+    "unit": stage_unit,
+    "build": stage_build,
+}
+
+
+def plan(args: list[str]) -> list[str]:
+    if not args or args == ["test"]:
+        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "molecule"]
+    if args == ["site"]:
+        return ["setup", "host", "images", "site"]
+    return args
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    if argv == ["down"]:
+        services.remove_container(DEMO_CONTAINER)
+        services.stop_all()
+        return 0
+    report = Report()
+    started = time.monotonic()
+    steps = plan(argv)
+    try:
+        for step in steps:
+            foundation_failed = any(s.error for s in report.stages if s.name in ("setup", "host", "images"))
+            if foundation_failed:
+                log(f"skipping {step}: setup, host or images failed")
+                report.stages.append(StageResult(name=step, seconds=0.0, failed=1, error="not run: setup failed"))
+                continue
+            if step == "molecule":
+                for scenario in molecule_scenarios():
+                    stage_molecule(report, scenario)
+            elif step.startswith("molecule:"):
+                stage_molecule(report, step.split(":", 1)[1])
+            elif step == "site":
+                stage_site(report)
+            elif step in STAGES:
+                STAGES[step](report)
+            else:
+                print(__doc__)
+                raise SystemExit(f"unknown stage {step!r}")
+    finally:
+        if argv != ["site"]:
+            services.stop_all()
+    print(report.summary())
+    print(f"wall time {time.monotonic() - started:.1f} s")
+    failed = report.failed
+    print(f"{report.passed} passed, {failed} failed" + (f", {report.skipped} skipped" if report.skipped else ""))
+    return 1 if failed or any(s.error for s in report.stages) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

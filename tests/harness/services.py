@@ -1,0 +1,125 @@
+"""Containers and daemons the harness starts, and their clean-up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from .common import STATE, HarnessError, log, run
+
+PIDFILES = STATE / "pids"
+
+
+def remove_container(name: str) -> None:
+    run(["podman", "rm", "-f", "-t", "0", name], check=False, capture=True, quiet=True)
+
+
+def sweep_stale() -> None:
+    """Remove containers a previous, interrupted run left behind (molecule targets, test doubles)."""
+    proc = run(
+        ["podman", "ps", "-a", "--filter", "label=owner=molecule", "--format", "{{.Names}}"],
+        check=False,
+        capture=True,
+        quiet=True,
+    )
+    for name in proc.stdout.split():
+        log(f"removing stale molecule container {name}")
+        remove_container(name)
+    proc = run(["podman", "ps", "-a", "--format", "{{.Names}}"], check=False, capture=True, quiet=True)
+    for name in proc.stdout.split():
+        if name.startswith("nanoclaw-preflight-nosystemd-"):
+            remove_container(name)
+
+
+def ensure_demo_target(name: str, image: str) -> None:
+    """Start (or keep) the disposable demo host: a systemd container of the target image."""
+    state = run(["podman", "inspect", name, "--format", "{{.State.Running}}"], check=False, capture=True, quiet=True)
+    if state.returncode == 0 and state.stdout.strip() == "true":
+        log(f"demo target {name} is running")
+        return
+    remove_container(name)
+    run(
+        [
+            "podman",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--hostname",
+            name,
+            "--privileged",
+            "--systemd=always",
+            "--label",
+            "nanoclaw.provision=demo",
+            image,
+            "/sbin/init",
+        ],
+        capture=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        probe = run(["podman", "exec", name, "systemctl", "is-system-running"], check=False, capture=True, quiet=True)
+        if probe.stdout.strip() in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise HarnessError(f"demo target {name} did not boot systemd within 60 s")
+
+
+def _pidfile(name: str) -> Path:
+    return PIDFILES / f"{name}.pid"
+
+
+def start_daemon(name: str, argv: list[str], ready: list[str], log_path: Path, timeout: float = 60) -> None:
+    """Start a background daemon once (pidfile), and wait until ``ready`` succeeds."""
+    import subprocess
+
+    PIDFILES.mkdir(parents=True, exist_ok=True)
+    pidfile = _pidfile(name)
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        try:
+            os.kill(pid, 0)
+            log(f"{name} already running (pid {pid})")
+            return
+        except ProcessLookupError:
+            pidfile.unlink()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pidfile.unlink(missing_ok=True)
+            raise HarnessError(f"{name} exited with {proc.returncode}; see {log_path}")
+        if run(ready, check=False, capture=True, quiet=True).returncode == 0:
+            log(f"{name} started (pid {proc.pid})")
+            return
+        time.sleep(0.5)
+    raise HarnessError(f"{name} not ready after {timeout:.0f} s; see {log_path}")
+
+
+def stop_daemon(name: str) -> None:
+    pidfile = _pidfile(name)
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pidfile.unlink(missing_ok=True)
+    log(f"stopped {name}")
+
+
+def stop_all() -> None:
+    if PIDFILES.exists():
+        for pidfile in PIDFILES.glob("*.pid"):
+            stop_daemon(pidfile.stem)
