@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     __package__ = "tests.harness"
 
 from tests.harness import images, services
-from tests.harness.common import CACHE, REPO, HarnessError, Report, StageResult, log, run
+from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run
 from tests.harness.results import junit_counts
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
 
@@ -69,7 +69,6 @@ def stage_host(report: Report) -> None:
                 str(REPO / "tests" / "harness" / "host.yml"),
             ]
         )
-        services.sweep_stale()
         st.passed += 1
 
 
@@ -95,7 +94,7 @@ def stage_lint(report: Report) -> None:
 
 def sanity_tree() -> Path:
     """Copy the tracked (and untracked, not ignored) files into the layout ansible-test needs."""
-    root = CACHE / "sanity" / "ansible_collections" / "nanoclaw" / "provision"
+    root = CACHE / "sanity" / CHECKOUT_ID / "ansible_collections" / "nanoclaw" / "provision"
     files = run(["git", "ls-files", "-co", "--exclude-standard", "-z"], capture=True, cwd=REPO, quiet=True).stdout
     if root.exists():
         shutil.rmtree(root)
@@ -274,6 +273,7 @@ def main(argv: list[str]) -> int:
                 report.stages.append(StageResult(name=step, seconds=0.0, failed=1, error="not run: setup failed"))
                 continue
             if step == "molecule":
+                services.sweep_stale(molecule_scenarios())
                 for scenario in molecule_scenarios():
                     stage_molecule(report, scenario)
             elif step.startswith("molecule:"):
@@ -287,7 +287,7 @@ def main(argv: list[str]) -> int:
                 raise SystemExit(f"unknown stage {step!r}")
     finally:
         if argv != ["site"]:
-            services.stop_all()
+            services.stop_started()
     print(report.summary())
     print(f"wall time {time.monotonic() - started:.1f} s")
     failed = report.failed

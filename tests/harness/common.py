@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 # Everything the harness builds or downloads lives outside git, keyed by content,
 # so a re-run reuses it and a fresh clone on the same machine does too.
 CACHE = Path(os.environ.get("NANOCLAW_CACHE", Path.home() / ".cache" / "nanoclaw-provision"))
-STATE = CACHE / "state"
+# Per checkout: several clones (or worktrees) may use the machine at once.
+CHECKOUT_ID = hashlib.sha256(str(REPO).encode()).hexdigest()[:10]
+STATE = CACHE / "state" / CHECKOUT_ID
 
 
 class HarnessError(RuntimeError):

@@ -10,14 +10,16 @@ from pathlib import Path
 from .common import STATE, HarnessError, log, run
 
 PIDFILES = STATE / "pids"
+# Daemons this process started: a run stops what it started, and nothing else.
+_STARTED: list[str] = []
 
 
 def remove_container(name: str) -> None:
     run(["podman", "rm", "-f", "-t", "0", name], check=False, capture=True, quiet=True)
 
 
-def sweep_stale() -> None:
-    """Remove containers a previous, interrupted run left behind (molecule targets, test doubles)."""
+def sweep_stale(scenarios: list[str]) -> None:
+    """Remove containers an interrupted run of these scenarios left behind (molecule targets, test doubles)."""
     proc = run(
         ["podman", "ps", "-a", "--filter", "label=owner=molecule", "--format", "{{.Names}}"],
         check=False,
@@ -25,8 +27,9 @@ def sweep_stale() -> None:
         quiet=True,
     )
     for name in proc.stdout.split():
-        log(f"removing stale molecule container {name}")
-        remove_container(name)
+        if any(name.startswith(f"{scenario}-") for scenario in scenarios):
+            log(f"removing stale molecule container {name}")
+            remove_container(name)
     proc = run(["podman", "ps", "-a", "--format", "{{.Names}}"], check=False, capture=True, quiet=True)
     for name in proc.stdout.split():
         if name.startswith("nanoclaw-preflight-nosystemd-"):
@@ -89,6 +92,7 @@ def start_daemon(name: str, argv: list[str], ready: list[str], log_path: Path, t
     with log_path.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     pidfile.write_text(str(proc.pid))
+    _STARTED.append(name)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -119,7 +123,14 @@ def stop_daemon(name: str) -> None:
     log(f"stopped {name}")
 
 
+def stop_started() -> None:
+    """Stop the daemons this run started."""
+    while _STARTED:
+        stop_daemon(_STARTED.pop())
+
+
 def stop_all() -> None:
+    """Stop every daemon this checkout's runs left running (./run down)."""
     if PIDFILES.exists():
         for pidfile in PIDFILES.glob("*.pid"):
             stop_daemon(pidfile.stem)
