@@ -45,10 +45,6 @@ def ensure_venv() -> Path:
     run([pip, "install", "-q", "--upgrade", "pip"])
     run([pip, "install", "-q", "-r", str(REQUIREMENTS)])
     marker.write_text(REQUIREMENTS.read_text())
-    # Older venvs of other requirement sets are dead weight.
-    for old in CACHE.glob("venv-*"):
-        if old != venv:
-            shutil.rmtree(old, ignore_errors=True)
     return venv
 
 
