@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -200,15 +201,31 @@ def molecule_scenarios() -> list[str]:
     return sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
 
 
-def stage_molecule(report: Report, scenario: str) -> None:
+def stage_molecule(report: Report, scenario: str, log_file: Path | None = None) -> None:
+    """``molecule test -s scenario``; with ``log_file`` its output goes there (parallel runs)."""
     OUTPUT.mkdir(parents=True, exist_ok=True)
     xml = OUTPUT / f"junit-molecule-{scenario}.xml"
     xml.unlink(missing_ok=True)
     molecule = str(venv_bin() / "molecule")
-    env = {"PYTEST_ADDOPTS": f"--junitxml={xml} -p no:cacheprovider"}
+    env = tool_env()
+    env["PYTEST_ADDOPTS"] = f"--junitxml={xml} -p no:cacheprovider"
+    full_env = {**os.environ, **env}
+
+    def molecule_run(action: str) -> int:
+        argv = [molecule, action, "-s", scenario]
+        if log_file is None:
+            return run(argv, env=env, cwd=REPO, check=False).returncode
+        with log_file.open("a") as out:
+            return subprocess.run(argv, env=full_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+
     with report.stage(f"molecule:{scenario}") as st:
         try:
-            venv_run([molecule, "test", "-s", scenario], env=env)
+            rc = molecule_run("test")
+            if rc != 0:
+                if log_file is not None:
+                    tail = log_file.read_text(errors="replace").splitlines()[-150:]
+                    print(f"--- last lines of {log_file} ---\n" + "\n".join(tail), flush=True)
+                raise HarnessError(f"molecule test -s {scenario} failed ({rc})")
             st.passed += 1  # check, check-unchanged, converge and idempotence all held
         finally:
             if xml.exists():
@@ -217,7 +234,26 @@ def stage_molecule(report: Report, scenario: str) -> None:
                 st.failed += f
                 st.skipped += s
             # A failed scenario still destroys its containers.
-            venv_run([molecule, "destroy", "-s", scenario], check=False, quiet=True, env=env)
+            molecule_run("destroy")
+
+
+def stage_molecule_all(report: Report, scenarios: list[str]) -> None:
+    """Run the scenarios, NANOCLAW_JOBS (default 2) at a time; each logs to tests/output/."""
+    jobs = max(1, int(os.environ.get("NANOCLAW_JOBS", "2")))
+    if jobs == 1 or len(scenarios) == 1:
+        for scenario in scenarios:
+            stage_molecule(report, scenario)
+        return
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+
+    def one(scenario: str) -> None:
+        log_file = OUTPUT / f"molecule-{scenario}.log"
+        log_file.write_text("")
+        log(f"molecule:{scenario} started; output in {log_file}")
+        stage_molecule(report, scenario, log_file)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, scenarios))
 
 
 # ---------------------------------------------------------------- demo
@@ -275,8 +311,7 @@ def main(argv: list[str]) -> int:
                 continue
             if step == "molecule":
                 services.sweep_stale(molecule_scenarios())
-                for scenario in molecule_scenarios():
-                    stage_molecule(report, scenario)
+                stage_molecule_all(report, molecule_scenarios())
             elif step.startswith("molecule:"):
                 stage_molecule(report, step.split(":", 1)[1])
             elif step == "site":
