@@ -163,7 +163,7 @@ def effective_limits(values: dict[str, str]) -> dict[str, str]:
 
 def _cpu_quota(values: dict[str, str]) -> tuple[int, int]:
     if "cpu.max" in values:
-        quota, _, period = values["cpu.max"].partition(" ")
+        quota, _sep, period = values["cpu.max"].partition(" ")
         return (int(quota) if quota.isdigit() else -1, int(period) if period.isdigit() else 0)
     quota = values.get("cpu.cfs_quota_us", "-1")
     period = values.get("cpu.cfs_period_us", "0")

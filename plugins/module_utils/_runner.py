@@ -196,7 +196,7 @@ def _pump(
             result.timed_out = True
             _kill(proc)
             break
-        for key, _ in selector.select(timeout=min(remaining, 0.5)):
+        for key, _events in selector.select(timeout=min(remaining, 0.5)):
             if key.data == "stdin":
                 try:
                     written = os.write(key.fd, pending[:65536])
