@@ -49,7 +49,7 @@ def test_unknown_user_and_missing_executable_are_clear_errors():
 def test_user_environment_puts_the_users_own_bin_first():
     account = current_account()
     env = user_environment(account, {"DOCKER_HOST": "unix:///x.sock"})
-    assert env["PATH"].split(":")[0] == os.path.join(account.home, ".local", "bin")
+    assert env["PATH"].split(":", maxsplit=1)[0] == os.path.join(account.home, ".local", "bin")
     assert env["HOME"] == account.home
     assert env["DOCKER_HOST"] == "unix:///x.sock"
 

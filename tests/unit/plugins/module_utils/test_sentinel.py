@@ -43,7 +43,7 @@ def split_at(text: str, cuts: list[int]) -> list[str]:
 @given(st.lists(st.tuples(noise, st.none() | outputs), max_size=6), noise)
 def test_finds_exactly_the_embedded_outputs_in_order(parts, trailer):
     text = render(parts) + trailer
-    expected = [o for _, o in parts if o is not None]
+    expected = [o for _noise, o in parts if o is not None]
     found = parse_outputs(text)
     assert [o.value for o in found] == expected
     assert all(o.valid for o in found)
