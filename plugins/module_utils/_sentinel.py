@@ -3,7 +3,8 @@
 """Sentinel parsing of the NanoClaw v1 agent contract.
 
 An agent writes its result to stdout as JSON between two marker lines; anything
-else on stdout (logs, progress) is noise. :class:`SentinelParser` is fed the
+else on stdout (logs, progress) is noise. A start marker left unclosed before the
+next start marker is ignored (the later one opens the output). :class:`SentinelParser` is fed the
 output in arbitrary chunks (as it arrives from a pipe) and yields every complete
 output; :func:`parse_outputs` does the same for a whole text.
 """
@@ -70,7 +71,10 @@ class SentinelParser:
                     self._buffer = self._buffer[-keep:] if len(self._buffer) > keep else self._buffer
                 break
             if self._inside:
-                found.append(decode(self._buffer[:index]))
+                body = self._buffer[:index]
+                # A start marker that was never closed before the next one: the later one counts.
+                restart = body.rfind(START)
+                found.append(decode(body[restart + len(START) :] if restart >= 0 else body))
             self._buffer = self._buffer[index + len(marker) :]
             self._inside = not self._inside
         self.outputs.extend(found)

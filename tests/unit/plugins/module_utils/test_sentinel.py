@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.nanoclaw.provision.plugins.module_utils._sentinel import END, START, SentinelParser, decode, parse_outputs
 
-# Noise is anything that does not contain a marker (an agent's logs, progress, partial markers).
-noise = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80).filter(lambda s: START not in s and END not in s)
+# Noise is anything that does not contain a whole marker: an agent's logs, progress, and
+# partial markers (prefixes and suffixes of them), which must not confuse the parser.
+FRAGMENTS = [START[:k] for k in range(1, len(START))] + [END[k:] for k in range(1, len(END))] + ["{", "}", '"status"', "\n"]
+noise = (
+    st.lists(st.text(max_size=12) | st.sampled_from(FRAGMENTS), max_size=6).map("".join).filter(lambda s: START not in s and END not in s)
+)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
@@ -29,6 +33,16 @@ def render(parts: list[tuple[str, dict | None]]) -> str:
     return text
 
 
+def occurrences(text: str, marker: str) -> int:
+    """Occurrences of ``marker`` in ``text``, overlapping ones included."""
+    return sum(1 for i in range(len(text)) if text.startswith(marker, i))
+
+
+def only_our_markers(text: str, count: int) -> None:
+    """Noise next to a marker can complete a marker of its own; such texts state a different case."""
+    assume(occurrences(text, START) == count and occurrences(text, END) == count)
+
+
 def split_at(text: str, cuts: list[int]) -> list[str]:
     points = sorted({min(c, len(text)) for c in cuts})
     pieces, last = [], 0
@@ -39,20 +53,22 @@ def split_at(text: str, cuts: list[int]) -> list[str]:
     return pieces
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(noise, st.none() | outputs), max_size=6), noise)
 def test_finds_exactly_the_embedded_outputs_in_order(parts, trailer):
     text = render(parts) + trailer
     expected = [o for _noise, o in parts if o is not None]
+    only_our_markers(text, len(expected))
     found = parse_outputs(text)
     assert [o.value for o in found] == expected
     assert all(o.valid for o in found)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(noise, st.none() | outputs), max_size=5), st.lists(st.integers(min_value=0, max_value=2000), max_size=30))
 def test_chunking_does_not_change_the_result(parts, cuts):
     text = render(parts)
+    only_our_markers(text, sum(o is not None for _noise, o in parts))
     parser = SentinelParser()
     streamed = []
     for piece in split_at(text, cuts):
@@ -62,11 +78,13 @@ def test_chunking_does_not_change_the_result(parts, cuts):
     assert not parser.inside_output
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(noise, outputs, noise)
 def test_an_unterminated_output_is_not_reported(before, output, after):
+    text = f"{before}{START}\n{json.dumps(output)}\n{after}"
+    assume(occurrences(text, START) == 1 and END not in text)
     parser = SentinelParser()
-    parser.feed(f"{before}{START}\n{json.dumps(output)}\n{after}")
+    parser.feed(text)
     assert parser.outputs == []
     assert parser.inside_output
 
@@ -100,3 +118,8 @@ def test_markers_split_mid_way_across_chunks():
 def test_several_outputs_keep_their_order():
     text = render([("a", {"status": "success", "result": 1}), ("b", {"status": "error", "error": "x"})])
     assert [o.value["status"] for o in parse_outputs(text)] == ["success", "error"]
+
+
+def test_an_unclosed_start_marker_before_the_real_one_is_ignored():
+    text = f'{START}\nagent crashed mid-output\n{START}\n{{"status": "success"}}\n{END}\n'
+    assert [o.value for o in parse_outputs(text)] == [{"status": "success"}]
