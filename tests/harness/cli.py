@@ -193,6 +193,14 @@ def stage_build(report: Report) -> None:
         )
         if "nanoclaw_preflight_concurrent_agents" not in doc.stdout:
             raise HarnessError("ansible-doc of the installed tarball does not show the preflight arguments")
+        for module, option in (("runtime_compat", "generation"), ("agent_smoke", "secrets")):
+            doc = venv_run(
+                [str(venv_bin() / "ansible-doc"), f"nanoclaw.provision.{module}"],
+                env={"ANSIBLE_COLLECTIONS_PATH": str(target)},
+                capture=True,
+            )
+            if option not in doc.stdout:
+                raise HarnessError(f"ansible-doc of the installed tarball does not document {module}")
         st.passed += 1
 
 
