@@ -201,6 +201,7 @@ limits:
 
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -248,11 +249,12 @@ sed -n 's/^CapEff:[[:space:]]*/capeff=/p; s/^NoNewPrivs:[[:space:]]*/nonewprivs=
 
 
 DETAIL_LIMIT = 300
+RLIMIT_ERROR = re.compile(r"(setrlimit|setting rlimit).*not permitted", re.IGNORECASE)
 # Engine errors whose cause another check explains, and what to do.
 KNOWN_CAUSES = [
     ("/dev/net/tun", "rootless networking cannot open /dev/net/tun, see the dev_net_tun check (chmod 0666 /dev/net/tun)"),
     ("/dev/fuse", "fuse-overlayfs cannot open /dev/fuse, see the dev_fuse check (chmod 0666 /dev/fuse)"),
-    ("setrlimit", "the engine's default ulimits exceed the host's hard limits, see the rlimits check"),
+    ("rlimit", "the engine's default ulimits exceed the host's hard limits, see the rlimits check"),
     ("newuidmap", "the user has no subordinate ids, see the subuid_subgid check"),
 ]
 
@@ -330,6 +332,9 @@ class Probe:
         return detail
 
     def rootless(self) -> bool:
+        """Rootless per the engine; before it answered, assume so for a non-root user."""
+        if self.facts.rootless is None:
+            return self.account.uid != 0
         return bool(self.facts.rootless)
 
     def cleanup(self) -> None:
@@ -699,9 +704,9 @@ class Probe:
         return True, f"{self.account.name} has ranges in /etc/subuid and /etc/subgid"
 
     def check_rlimits(self) -> Outcome:
-        text = "\n".join(self.stderr_seen)
-        if "setrlimit" in text and "not permitted" in text.lower():
-            line = next(x for x in text.splitlines() if "setrlimit" in x)
+        # crun says "setrlimit RLIMIT_NOFILE: Operation not permitted", runc "error setting rlimit type 7: operation not permitted".
+        line = next((x for x in "\n".join(self.stderr_seen).splitlines() if RLIMIT_ERROR.search(x)), None)
+        if line:
             return False, (
                 f"the engine failed with {line.strip()!r}: its default ulimits exceed this host's hard limits."
                 ' Podman: default_ulimits = ["nofile=N:N"] in containers.conf; Docker: --default-ulimit nofile=N:N for dockerd'
@@ -740,16 +745,17 @@ def default_required(generation: str) -> list[str]:
 
 def run_checks(probe: Probe, generation: str, required: list[str]) -> CheckList:
     checks = CheckList(required)
-    if not checks.run("info", probe.check_info).passed:
-        for name in ["run_rm_name", *[n for n in default_required(generation) if n not in ("info", "run_rm_name")]]:
-            checks.skip(name, "`info` failed")
-        return checks
-    patterns = set(default_required(generation))
-    # Host-side environment first: their details explain many of the failures below.
+    info = checks.run("info", probe.check_info)
+    # Host-side environment first: their details explain many of the failures below (and a failed info).
     checks.run("dev_net_tun", probe.check_tun)
     checks.run("dev_fuse", probe.check_fuse)
     checks.run("subuid_subgid", probe.check_subids)
     checks.run("docker_host", probe.check_docker_host)
+    patterns = set(default_required(generation))
+    if not info.passed:
+        for name in ["run_rm_name", *sorted(patterns - {"info", "run_rm_name"})]:
+            checks.skip(name, "`info` failed")
+        return checks
     checks.run("run_rm_name", probe.check_run_rm_name)
     if "run_stdin" in patterns:
         checks.run("run_stdin", probe.check_run_stdin)

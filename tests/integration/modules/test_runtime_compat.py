@@ -10,6 +10,9 @@ rejects the host-gateway value NanoClaw passes.
 from __future__ import annotations
 
 import json
+import pwd
+import resource
+from pathlib import Path
 
 import pytest
 from conftest import AGENT, DOCKER, PODMAN, by_name, device_mode, host_cgroup_version, record, run_module, table
@@ -94,9 +97,10 @@ def test_a_failing_check_fails_the_module_only_when_required(tmp_path):
         [
             {"image": IMAGE, "generation": "v1", "required": ["info", "userns_keep_id"]},
             {"image": "localhost/nanoclaw-fixture-agent:does-not-exist", "generation": "v1", "required": []},
+            {"image": IMAGE, "generation": "v1", "environment": {"DOCKER_HOST": "unix:///run/nanoclaw-no-such.sock"}},
         ],
     )
-    keep_id, missing_image = play.results
+    keep_id, missing_image, no_socket = play.results
     assert keep_id["failed"] is True
     assert keep_id["msg"].startswith("required checks failed: userns_keep_id:")
     assert keep_id["summary"]["required_failed"] == ["userns_keep_id"]
@@ -104,6 +108,15 @@ def test_a_failing_check_fails_the_module_only_when_required(tmp_path):
     assert not missing_image.get("failed"), missing_image["msg"]
     assert by_name(missing_image)["run_rm_name"]["passed"] is False
     assert missing_image["summary"]["required_failed"] == []
+    # An unreachable engine: info fails, the socket check says why, every pattern is reported as not run.
+    assert no_socket["failed"] is True
+    checks = by_name(no_socket)
+    assert checks["info"]["passed"] is False
+    assert "NanoClaw exits at start" in checks["info"]["detail"]
+    assert checks["docker_host"]["passed"] is False
+    assert "/run/nanoclaw-no-such.sock is not a socket" in checks["docker_host"]["detail"]
+    assert checks["run_stdin"]["detail"] == "not run: `info` failed"
+    assert set(no_socket["summary"]["required_failed"]) == V1_PATTERNS | {"stop", "build"}
 
 
 @pytest.mark.usefixtures("tun_usable")
@@ -147,6 +160,29 @@ def test_rootless_podman_passes_when_host_gateway_is_not_required(tmp_path):
     assert result["summary"]["ok"] is True
     assert "add_host_gateway" in result["summary"]["failed"]
     assert by_name(result)["add_host_gateway"]["required"] is False
+
+
+def test_rootless_podman_reports_an_rlimit_above_the_hard_limit(tmp_path):
+    """Podman's default nofile above the host's hard limit: `setrlimit ... Operation not permitted`, reported with the fix."""
+    conf = Path(pwd.getpwnam(PODMAN.user).pw_dir) / ".config" / "containers" / "containers.conf"
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("this host has no hard nofile limit to exceed")
+    conf.write_text(f'[containers]\ndefault_ulimits = ["nofile={hard + 1}:{hard + 1}"]\n')
+    try:
+        with device_mode("/dev/net/tun", 0o666):
+            play = run_module(tmp_path, "runtime_compat", [PODMAN.module_args(image=IMAGE, generation="v1", required=[])])
+    finally:
+        conf.unlink()
+    result = play.result
+    checks = by_name(result)
+    assert not result.get("failed"), result["msg"]
+    assert checks["rlimits"]["passed"] is False
+    assert "rlimit" in checks["rlimits"]["detail"]
+    assert "not permitted" in checks["rlimits"]["detail"]
+    assert "default_ulimits" in checks["rlimits"]["detail"]
+    assert checks["run_rm_name"]["passed"] is False
+    assert "see the rlimits check" in checks["run_rm_name"]["detail"]
 
 
 def test_rootless_podman_with_tun_0600_reports_the_device_and_the_fix(tmp_path):
