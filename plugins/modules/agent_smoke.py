@@ -20,7 +20,8 @@ description:
     (the container is killed and removed), V(no_markers), V(invalid_json), V(several_outputs) (only
     with O(several_outputs=fail)), V(status_error) (shows the agent's error), V(exit_code), and
     V(engine_error) when the engine itself could not run the container (exit 125, 126 or 127 and
-    no output, for example an option it does not support).
+    no output, for example an option it does not support), V(engine_missing) when the CLI is not on
+    the user's PATH.
   - When the agent writes several outputs (NanoClaw streams intermediate results), the last one is
     the result by default and RV(outputs_count) says how many there were.
   - V(v2) contract - prepares a session directory with C(agent/container.json), starts the

@@ -1,7 +1,7 @@
 """`./run`: the one entry point of the project's setup, demo and tests.
 
 ./run site     provision the embedded demo target end to end (playbooks/site.yml)
-./run test     the whole test suite: setup, images, lint, sanity, unit, molecule
+./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, molecule
 ./run down     remove the demo target and stop what the harness started
 ./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules molecule[:NAME]
 """
