@@ -1,9 +1,9 @@
 """`./run`: the one entry point of the project's setup, demo and tests.
 
 ./run site     provision the embedded demo target end to end (playbooks/site.yml)
-./run test     the whole test suite: setup, images, lint, sanity, unit, molecule
+./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, molecule
 ./run down     remove the demo target and stop what the harness started
-./run STAGE..  only some stages: setup host images lint sanity unit build molecule[:NAME]
+./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules molecule[:NAME]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.harness"
 
-from tests.harness import images, services
+from tests.harness import fixtures, images, services
 from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run
 from tests.harness.results import junit_counts
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
@@ -194,7 +194,30 @@ def stage_build(report: Report) -> None:
         )
         if "nanoclaw_preflight_concurrent_agents" not in doc.stdout:
             raise HarnessError("ansible-doc of the installed tarball does not show the preflight arguments")
+        for module, option in (("runtime_compat", "generation"), ("agent_smoke", "secrets")):
+            doc = venv_run(
+                [str(venv_bin() / "ansible-doc"), f"nanoclaw.provision.{module}"],
+                env={"ANSIBLE_COLLECTIONS_PATH": str(target)},
+                capture=True,
+            )
+            if option not in doc.stdout:
+                raise HarnessError(f"ansible-doc of the installed tarball does not document {module}")
         st.passed += 1
+
+
+def stage_integration_modules(report: Report) -> None:
+    """runtime_compat and agent_smoke for real: rootful Docker and rootless Podman (tests/integration/modules)."""
+    with report.stage("integration:fixtures") as st:
+        env = fixtures.prepare()
+        st.passed += 1
+    if st.error:
+        return
+    _pytest(
+        report,
+        "integration:modules",
+        [str(venv_bin() / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests/integration/modules"],
+        env={"PYTHONPATH": str(REPO / ".cache" / "collections"), **env},
+    )
 
 
 def molecule_scenarios() -> list[str]:
@@ -280,12 +303,13 @@ STAGES = {
     "sanity": stage_sanity,
     "unit": stage_unit,
     "build": stage_build,
+    "integration:modules": stage_integration_modules,
 }
 
 
 def plan(args: list[str]) -> list[str]:
     if not args or args == ["test"]:
-        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "molecule"]
+        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "molecule"]
     if args == ["site"]:
         return ["setup", "host", "images", "site"]
     return args

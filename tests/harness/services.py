@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -105,6 +106,12 @@ def start_daemon(name: str, argv: list[str], ready: list[str], log_path: Path, t
     raise HarnessError(f"{name} not ready after {timeout:.0f} s; see {log_path}")
 
 
+def _reap(pid: int) -> None:
+    """A daemon this process started stays a zombie (kill(pid, 0) succeeds) until it is waited for."""
+    with contextlib.suppress(ChildProcessError):  # not our child: its own parent reaps it
+        os.waitpid(pid, os.WNOHANG)
+
+
 def stop_daemon(name: str) -> None:
     pidfile = _pidfile(name)
     if not pidfile.exists():
@@ -114,6 +121,7 @@ def stop_daemon(name: str) -> None:
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            _reap(pid)
             os.kill(pid, 0)
             time.sleep(0.1)
         os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,610 @@
+#!/usr/bin/python
+# Copyright (c) nanoclaw.provision contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: agent_smoke
+short_description: Smoke-test that a NanoClaw agent image honours its container contract
+version_added: 0.1.0
+description:
+  - Runs an agent image once through the container CLI, as the NanoClaw service user, and checks
+    the contract of the NanoClaw generation asked for.
+  - V(v1) contract - starts C(run -i --rm) with the standard mounts (or a subset), writes the JSON
+    input (prompt, groupFolder, chatJid, isMain, optional secrets) on stdin, reads stdout, extracts
+    the JSON between C(---NANOCLAW_OUTPUT_START---) and C(---NANOCLAW_OUTPUT_END---), and requires
+    C(status == success) and exit code 0.
+  - Each way of failing has its own RV(failure) value and message - V(image_missing), V(timeout)
+    (the container is killed and removed), V(no_markers), V(invalid_json), V(several_outputs) (only
+    with O(several_outputs=fail)), V(status_error) (shows the agent's error), V(exit_code), and
+    V(engine_error) when the engine itself could not run the container (exit 125, 126 or 127 and
+    no output, for example an option it does not support), V(engine_missing) when the CLI is not on
+    the user's PATH.
+  - When the agent writes several outputs (NanoClaw streams intermediate results), the last one is
+    the result by default and RV(outputs_count) says how many there were.
+  - V(v2) contract - prepares a session directory with C(agent/container.json), starts the
+    container with it mounted at C(/workspace), the C(nanoclaw-install) label and the v2
+    entrypoint, waits until C(/workspace/.heartbeat) is touched, stops it with C(stop -t 1) and
+    confirms that no container with its label remains. Failures - V(image_missing),
+    V(exited_early), V(no_heartbeat), V(leftover_container).
+  - Secrets are accepted only in O(secrets) (C(no_log)); they go to the container on stdin inside
+    the JSON input, never on a command line, and never into the result.
+  - The engine is the C(docker) or C(podman) CLI; the engine layer is separate so that a
+    Kubernetes Job mode can be added later.
+author:
+  - nanoclaw.provision maintainers (!UNKNOWN)
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: partial
+    details:
+      - In check mode the module only checks that the CLI answers and the image exists; it does not
+        start the agent.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in diff mode.
+    support: none
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second
+      invocation indicates no change.
+    support: full
+    details:
+      - Never reports C(changed). The containers it starts are removed, and the temporary
+        directories it creates are deleted.
+options:
+  image:
+    description:
+      - The agent image, already present locally (the module never pulls).
+    type: str
+    required: true
+  contract:
+    description:
+      - Which NanoClaw generation's contract to check.
+    type: str
+    choices: [v1, v2]
+    default: v1
+  engine:
+    description:
+      - The container CLI. V(docker) is what NanoClaw calls (Docker, or Podman through a shim);
+        V(podman) calls Podman directly.
+    type: str
+    choices: [docker, podman]
+    default: docker
+  executable:
+    description:
+      - Path or name of the CLI to run instead of the one O(engine) names, resolved on the user's
+        PATH (C(~/.local/bin), C(~/bin), then the system directories).
+    type: str
+  user:
+    description:
+      - Run the CLI as this user (the NanoClaw service user), with that user's HOME, PATH and
+        C(XDG_RUNTIME_DIR=/run/user/UID) when it exists. Default is the user the module runs as.
+    type: str
+  environment:
+    description:
+      - Extra environment for the CLI process, for example C(DOCKER_HOST) or C(PATH).
+    type: dict
+    default: {}
+  input:
+    description:
+      - V(v1) - the JSON input. Merged over a default of C(prompt), C(groupFolder=smoke),
+        C(chatJid=smoke@nanoclaw.provision.invalid) and C(isMain=false).
+    type: dict
+    default: {}
+  secrets:
+    description:
+      - V(v1) - secrets the agent receives in the C(secrets) key of its input (for example
+        C(ANTHROPIC_API_KEY)). Never logged, never on a command line, never returned.
+    type: dict
+    default: {}
+  mounts:
+    description:
+      - V(v1) - which of NanoClaw's standard mounts to give the container. Each gets a fresh
+        directory under a temporary directory owned by O(user) and removed afterwards.
+      - C(group) is C(/workspace/group), C(project) is C(/workspace/project) read-only (only when
+        C(isMain) is true, as NanoClaw does), C(claude) is C(/home/node/.claude), C(ipc) is
+        C(/workspace/ipc) with C(messages), C(tasks) and C(input), C(app_src) is C(/app/src).
+    type: list
+    elements: str
+    choices: [group, project, claude, ipc, app_src]
+    default: [group, project, claude, ipc, app_src]
+  env:
+    description:
+      - Non-secret environment for the container (C(-e KEY=VALUE)); values are visible on the
+        command line, so never put secrets here.
+    type: dict
+    default: {}
+  container_user:
+    description:
+      - Passed as C(--user) together with C(-e HOME=/home/node), as NanoClaw does when the host uid
+        is neither 0 nor 1000. Default is the image's user.
+    type: str
+  host_gateway:
+    description:
+      - Pass C(--add-host=host.docker.internal:host-gateway) as NanoClaw does on Linux.
+    type: bool
+    default: true
+  extra_args:
+    description:
+      - More C(run) arguments, for example C(--userns=keep-id) or C(--network=none).
+    type: list
+    elements: str
+    default: []
+  name:
+    description:
+      - Container name. Default is C(nanoclaw-smoke-) and a random suffix.
+    type: str
+  timeout:
+    description:
+      - Seconds the V(v1) run may take before the container is killed and removed.
+    type: int
+    default: 300
+  several_outputs:
+    description:
+      - What to do when the agent writes more than one output - use the V(last) one as the result,
+        or V(fail).
+    type: str
+    choices: [last, fail]
+    default: last
+  session_dir:
+    description:
+      - V(v2) - the session directory to mount at C(/workspace). Default is a temporary directory
+        owned by O(user), removed afterwards. An existing C(agent/container.json) in it is kept.
+    type: path
+  container_config:
+    description:
+      - V(v2) - content of C(agent/container.json) when the module writes it.
+    type: dict
+    default: {}
+  install_slug:
+    description:
+      - V(v2) - value of the C(nanoclaw-install) label. Default is the first 8 hex digits of the
+        SHA-1 of the session directory's physical path.
+    type: str
+  entrypoint:
+    description:
+      - V(v2) - the C(--entrypoint) NanoClaw v2 uses.
+    type: str
+    default: bash
+  command:
+    description:
+      - V(v2) - the arguments after the image.
+    type: list
+    elements: str
+    default: ['-c', 'exec bun run /app/src/index.ts']
+  heartbeat_timeout:
+    description:
+      - V(v2) - seconds to wait for C(/workspace/.heartbeat) to be touched.
+    type: int
+    default: 60
+notes:
+  - Runs each container with C(--rm) and a random name; on timeout or failure it removes the
+    container with C(rm -f).
+  - The default PATH for O(user) puts C(~/.local/bin) first, so a per-user C(docker) wrapper (for
+    example one that execs C(podman)) is found the way a login shell would find it.
+seealso:
+  - module: nanoclaw.provision.runtime_compat
+"""
+
+EXAMPLES = r"""
+- name: Smoke-test the v1 agent image as the service user
+  nanoclaw.provision.agent_smoke:
+    image: nanoclaw-agent:latest
+    user: nanoclaw
+    secrets:
+      ANTHROPIC_API_KEY: "{{ vault_anthropic_api_key }}"
+  register: smoke
+
+- name: Show how long the agent took to answer
+  ansible.builtin.debug:
+    msg: "first byte {{ smoke.timings.spawn_to_first_byte }} s, result {{ smoke.timings.spawn_to_result }} s"
+
+- name: Check that a v2 agent image heartbeats and stops cleanly
+  nanoclaw.provision.agent_smoke:
+    image: "nanoclaw-agent-v2-{{ nanoclaw_slug }}:latest"
+    contract: v2
+    user: nanoclaw
+    install_slug: "{{ nanoclaw_slug }}"
+    heartbeat_timeout: 120
+
+- name: Through rootless Podman directly, without the network
+  nanoclaw.provision.agent_smoke:
+    image: localhost/nanoclaw-agent:latest
+    engine: podman
+    user: nanoclaw
+    host_gateway: false
+    extra_args: [--network=none, --userns=keep-id]
+"""
+
+RETURN = r"""
+failure:
+  description: Why the smoke test failed, or null when it passed.
+  returned: always
+  type: str
+  sample: status_error
+container_name:
+  description: Name of the container the module started.
+  returned: always
+  type: str
+  sample: nanoclaw-smoke-3f9c2a1b
+executable:
+  description: The CLI the module ran, as resolved for O(user).
+  returned: always
+  type: str
+  sample: /usr/bin/docker
+exit_code:
+  description: Exit code of the C(run) command (the agent's, or the engine's 125-127); null after a timeout.
+  returned: when the container was started
+  type: int
+  sample: 0
+output:
+  description: V(v1) - the agent's result (the last output, or the only one).
+  returned: when an output was parsed
+  type: dict
+  sample: {"status": "success", "result": "OK", "newSessionId": "3c1d"}
+outputs_count:
+  description: V(v1) - how many marker-delimited outputs the agent wrote.
+  returned: when contract is v1 and the container was started
+  type: int
+  sample: 1
+agent_error:
+  description: V(v1) - the C(error) field of an output with C(status=error).
+  returned: when failure is status_error
+  type: str
+stdout_tail:
+  description: Last lines of the container's stdout (secrets masked).
+  returned: when the container was started
+  type: str
+stderr_tail:
+  description: Last lines of the CLI's stderr (secrets masked).
+  returned: when the container was started
+  type: str
+removed:
+  description: Whether no container of this run remains (checked after a timeout or stop).
+  returned: when the container was started
+  type: bool
+  sample: true
+heartbeat:
+  description: V(v2) - whether C(/workspace/.heartbeat) was touched before the deadline.
+  returned: when contract is v2 and the container was started
+  type: bool
+leftover_containers:
+  description: V(v2) - containers still carrying the C(nanoclaw-install) label after the stop.
+  returned: when contract is v2 and the container was started
+  type: list
+  elements: str
+install_slug:
+  description: V(v2) - the C(nanoclaw-install) label value used.
+  returned: when contract is v2
+  type: str
+timings:
+  description:
+    - Seconds from spawning the CLI - C(spawn_to_first_byte) (first stdout byte),
+      C(spawn_to_result) (end marker of the last output parsed; v2 - heartbeat seen), C(total)
+      (until the container is gone). V(v2) also returns C(stop) (the stop command).
+  returned: when the container was started
+  type: dict
+  sample: {"spawn_to_first_byte": 0.61, "spawn_to_result": 0.64, "total": 0.92}
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nanoclaw.provision.plugins.module_utils._engine import CliEngine, ContainerSpec, Engine, Mount
+from ansible_collections.nanoclaw.provision.plugins.module_utils._runner import Account, Runner, RunnerError, resolve_account
+from ansible_collections.nanoclaw.provision.plugins.module_utils._sentinel import SentinelParser
+
+DEFAULT_INPUT = {
+    "prompt": "Reply with the single word OK. (nanoclaw.provision smoke test)",
+    "groupFolder": "smoke",
+    "chatJid": "smoke@nanoclaw.provision.invalid",
+    "isMain": False,
+}
+V1_MOUNTS = {
+    "group": ("group", "/workspace/group", False),
+    "project": ("project", "/workspace/project", True),
+    "claude": ("claude", "/home/node/.claude", False),
+    "ipc": ("ipc", "/workspace/ipc", False),
+    "app_src": ("app-src", "/app/src", False),
+}
+TAIL_LINES = 20
+# docker run's own exit codes: 125 the engine failed, 126 cannot invoke, 127 not found.
+ENGINE_EXIT_CODES = (125, 126, 127)
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def make_private_dir(account: Account, prefix: str) -> str:
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(path, 0o700)
+    os.chown(path, account.uid, account.gid)
+    return path
+
+
+def chown_tree(path: str, account: Account) -> None:
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(root, name), account.uid, account.gid)
+    os.chown(path, account.uid, account.gid)
+
+
+def v1_mounts(base: str, wanted: list[str], is_main: bool) -> list[Mount]:
+    mounts = []
+    for key in wanted:
+        if key == "project" and not is_main:
+            continue
+        sub, target, read_only = V1_MOUNTS[key]
+        host = os.path.join(base, sub)
+        os.makedirs(host, mode=0o700, exist_ok=True)
+        if key == "ipc":
+            for child in ("messages", "tasks", "input"):
+                os.makedirs(os.path.join(host, child), mode=0o700, exist_ok=True)
+        mounts.append(Mount(host, target, read_only))
+    return mounts
+
+
+def base_spec(params: dict, name: str) -> ContainerSpec:
+    env = {str(k): str(v) for k, v in params["env"].items()}
+    if params["container_user"]:
+        env.setdefault("HOME", "/home/node")
+    return ContainerSpec(
+        name=name,
+        image=params["image"],
+        env=env,
+        user=params["container_user"],
+        host_gateway=params["host_gateway"],
+        extra_args=list(params["extra_args"]),
+    )
+
+
+def remove_and_confirm(engine: Engine, name: str) -> bool:
+    engine.remove(name)
+    return engine.wait_gone(name)
+
+
+def judge_v1(outputs: list, rc: int | None, several: str) -> tuple[str | None, str, dict]:  # noqa: PLR0911 - one return per failure kind
+    """(failure, message, extra result keys) from the parsed outputs and exit code."""
+    extra: dict = {"outputs_count": len(outputs)}
+    if not outputs:
+        return "no_markers", "the agent wrote no output between ---NANOCLAW_OUTPUT_START--- and ---NANOCLAW_OUTPUT_END---", extra
+    last = outputs[-1]
+    if not last.valid:
+        return "invalid_json", f"the agent's output is not a JSON object: {last.error}", extra
+    extra["output"] = last.value
+    if len(outputs) > 1 and several == "fail":
+        return "several_outputs", f"the agent wrote {len(outputs)} outputs and several_outputs=fail", extra
+    if last.value.get("status") != "success":
+        error = str(last.value.get("error") or "")
+        extra["agent_error"] = error
+        return "status_error", f"the agent answered status={last.value.get('status')!r}: {error or '(no error given)'}", extra
+    if rc != 0:
+        return "exit_code", f"the agent wrote a success output but exited with code {rc}", extra
+    if len(outputs) > 1:
+        return None, f"the agent honoured the v1 contract ({len(outputs)} outputs; the last one is the result)", extra
+    return None, "the agent honoured the v1 contract", extra
+
+
+def smoke_v1(module: AnsibleModule, engine: Engine, account: Account, name: str) -> dict:
+    params = module.params
+    payload = dict(DEFAULT_INPUT)
+    payload.update(params["input"])
+    if params["secrets"]:
+        payload["secrets"] = params["secrets"]
+    base = make_private_dir(account, "nanoclaw-smoke-")
+    try:
+        spec = base_spec(params, name)
+        spec.interactive = True
+        spec.mounts = v1_mounts(base, params["mounts"], bool(payload.get("isMain")))
+        chown_tree(base, account)
+        parser = SentinelParser()
+        marks: dict[str, float] = {}
+        started = time.monotonic()
+
+        def on_stdout(chunk: str) -> None:
+            if parser.feed(chunk):
+                marks["result"] = time.monotonic() - started
+
+        done = engine.run_attached(spec, json.dumps(payload), float(params["timeout"]), on_stdout)
+        result: dict = {"exit_code": done.rc, "stdout_tail": tail(done.stdout), "stderr_tail": tail(done.stderr)}
+        if done.timed_out:
+            result["exit_code"] = None
+            result["removed"] = remove_and_confirm(engine, name)
+            failure, msg = "timeout", f"the agent did not finish within {params['timeout']} s; container {name} killed and removed"
+        else:
+            result["removed"] = engine.wait_gone(name)
+            failure, msg, extra = judge_v1(parser.outputs, done.rc, params["several_outputs"])
+            result.update(extra)
+            if failure == "no_markers" and done.rc in ENGINE_EXIT_CODES and not done.stdout.strip():
+                failure, msg = "engine_error", f"the engine could not run the container (exit {done.rc}): {done.tail()}"
+        result["outputs_count"] = len(parser.outputs)
+        result["timings"] = {
+            "spawn_to_first_byte": _round(done.first_byte),
+            "spawn_to_result": _round(marks.get("result")),
+            "total": _round(time.monotonic() - started),
+        }
+        result.update(failure=failure, msg=msg)
+        return result
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def install_slug(path: str) -> str:
+    return hashlib.sha1(os.path.realpath(path).encode()).hexdigest()[:8]
+
+
+def prepare_session(params: dict, account: Account) -> tuple[str, bool]:
+    """The session directory with agent/container.json; (path, created by us)."""
+    created = not params["session_dir"]
+    session = params["session_dir"] or make_private_dir(account, "nanoclaw-smoke-v2-")
+    config = os.path.join(session, "agent", "container.json")
+    os.makedirs(os.path.dirname(config), mode=0o700, exist_ok=True)
+    if not os.path.exists(config):
+        with open(config, "w", encoding="utf-8") as handle:
+            json.dump(params["container_config"], handle)
+        os.chmod(config, 0o600)
+    chown_tree(session, account)
+    return session, created
+
+
+def heartbeat_after(path: str, since: float) -> bool:
+    try:
+        return os.stat(path).st_mtime >= since
+    except OSError:
+        return False
+
+
+def smoke_v2(module: AnsibleModule, engine: Engine, account: Account, name: str) -> dict:
+    params = module.params
+    session, created = prepare_session(params, account)
+    slug = params["install_slug"] or install_slug(session)
+    try:
+        spec = base_spec(params, name)
+        spec.mounts = [Mount(session, "/workspace")]
+        spec.labels = {"nanoclaw-install": slug}
+        spec.entrypoint = params["entrypoint"]
+        spec.command = list(params["command"])
+        heartbeat = os.path.join(session, ".heartbeat")
+        wall_start = time.time() - 1  # mtime granularity
+        started = time.monotonic()
+        proc = engine.start(spec)
+        seen_at = None
+        deadline = started + params["heartbeat_timeout"]
+        while time.monotonic() < deadline and proc.poll() is None:
+            if heartbeat_after(heartbeat, wall_start):
+                seen_at = time.monotonic() - started
+                break
+            time.sleep(0.2)
+        exited_early = seen_at is None and proc.poll() is not None
+        stop_started = time.monotonic()
+        stopped = engine.stop(name, 1)
+        stop_seconds = time.monotonic() - stop_started
+        try:
+            out, err = proc.communicate(timeout=60)
+        except Exception:
+            proc.kill()
+            out, err = proc.communicate()
+        gone = engine.wait_gone(name)
+        leftovers = engine.names_with_label(f"nanoclaw-install={slug}")
+        out_text = out.decode("utf-8", "replace")
+        err_text = err.decode("utf-8", "replace")
+        result = {
+            "install_slug": slug,
+            "exit_code": proc.returncode,
+            "heartbeat": seen_at is not None,
+            "leftover_containers": leftovers,
+            "removed": gone and not leftovers,
+            "stdout_tail": tail(out_text),
+            "stderr_tail": tail(err_text),
+            "timings": {
+                "spawn_to_first_byte": None,
+                "spawn_to_result": _round(seen_at),
+                "stop": _round(stop_seconds),
+                "total": _round(time.monotonic() - started),
+            },
+        }
+        for leftover in leftovers:
+            engine.remove(leftover)
+        if exited_early:
+            failure, msg = (
+                "exited_early",
+                f"the container exited with code {proc.returncode} before touching the heartbeat: {tail(err_text, 5)}",
+            )
+        elif seen_at is None:
+            failure, msg = "no_heartbeat", f"/workspace/.heartbeat was not touched within {params['heartbeat_timeout']} s"
+        elif leftovers or not gone:
+            failure = "leftover_container"
+            msg = f"containers labelled nanoclaw-install={slug} remain after stop -t 1: {', '.join(leftovers) or name}"
+        else:
+            failure, msg = (
+                None,
+                f"heartbeat after {seen_at:.2f} s; stop -t 1 took {stop_seconds:.2f} s (exit {stopped.rc}); no labelled container remains",
+            )
+        result.update(failure=failure, msg=msg)
+        return result
+    finally:
+        if created:
+            shutil.rmtree(session, ignore_errors=True)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "image": {"type": "str", "required": True},
+            "contract": {"type": "str", "choices": ["v1", "v2"], "default": "v1"},
+            "engine": {"type": "str", "choices": ["docker", "podman"], "default": "docker"},
+            "executable": {"type": "str"},
+            "user": {"type": "str"},
+            "environment": {"type": "dict", "default": {}},
+            "input": {"type": "dict", "default": {}},
+            "secrets": {"type": "dict", "default": {}, "no_log": True},
+            "mounts": {
+                "type": "list",
+                "elements": "str",
+                "choices": list(V1_MOUNTS),
+                "default": list(V1_MOUNTS),
+            },
+            "env": {"type": "dict", "default": {}},
+            "container_user": {"type": "str"},
+            "host_gateway": {"type": "bool", "default": True},
+            "extra_args": {"type": "list", "elements": "str", "default": []},
+            "name": {"type": "str"},
+            "timeout": {"type": "int", "default": 300},
+            "several_outputs": {"type": "str", "choices": ["last", "fail"], "default": "last"},
+            "session_dir": {"type": "path"},
+            "container_config": {"type": "dict", "default": {}},
+            "install_slug": {"type": "str"},
+            "entrypoint": {"type": "str", "default": "bash"},
+            "command": {"type": "list", "elements": "str", "default": ["-c", "exec bun run /app/src/index.ts"]},
+            "heartbeat_timeout": {"type": "int", "default": 60},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    name = params["name"] or f"nanoclaw-smoke-{uuid.uuid4().hex[:8]}"
+    try:
+        account = resolve_account(params["user"])
+        runner = Runner(account, params["executable"] or params["engine"], params["environment"])
+        executable = runner.resolve()
+    except RunnerError as exc:
+        module.fail_json(msg=str(exc), failure="engine_missing", container_name=name, executable=None, changed=False)
+    engine: Engine = CliEngine(runner)
+    base = {"changed": False, "container_name": name, "executable": executable}
+    inspected = engine.inspect_image(params["image"])
+    if not inspected.ok:
+        missing = any(word in inspected.stderr.lower() for word in ("no such image", "image not known", "not found"))
+        module.fail_json(
+            msg=(
+                f"image {params['image']} is not present for user {account.name} ({executable}); build or load it first"
+                if missing
+                else f"{executable} image inspect failed: {inspected.tail()}"
+            ),
+            failure="image_missing" if missing else "engine_error",
+            **base,
+        )
+    if module.check_mode:
+        module.exit_json(
+            msg=f"check mode: {executable} answers and image {params['image']} is present; agent not started", failure=None, **base
+        )
+    result = smoke_v2(module, engine, account, name) if params["contract"] == "v2" else smoke_v1(module, engine, account, name)
+    result.update(base)
+    if result["failure"]:
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
