@@ -34,6 +34,11 @@ class Run:
         return int(match.group(1))
 
     @property
+    def text(self) -> str:
+        """The output with runs of whitespace made one space (the callback wraps long messages)."""
+        return " ".join(self.out.split())
+
+    @property
     def failed(self) -> bool:
         return self.rc != 0
 

@@ -63,7 +63,7 @@ def _assert_nothing_created(cluster, namespace: str = NS) -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"nanoclaw_kubernetes_namespace": "Bad_Namespace"}, r"invalid namespace name \"Bad_Namespace\" (nanoclaw_kubernetes_namespace)"),
+        ({"nanoclaw_kubernetes_namespace": "Bad_Namespace"}, 'invalid namespace name "Bad_Namespace" (nanoclaw_kubernetes_namespace)'),
         ({"nanoclaw_kubernetes_groups": ["main", "family_chat"]}, 'invalid group name(s) ["family_chat"] in nanoclaw_kubernetes_groups'),
         ({"nanoclaw_kubernetes_workspace_size": "10 gigs"}, "malformed size 10 gigs (nanoclaw_kubernetes_workspace_size)"),
         ({"nanoclaw_kubernetes_agent_cpu": "two"}, "malformed CPU amount two (nanoclaw_kubernetes_agent_cpu)"),
@@ -83,7 +83,7 @@ def _assert_nothing_created(cluster, namespace: str = NS) -> None:
 def test_bad_input_fails_naming_the_variable_and_creates_nothing(cluster, render_dir, overrides, expected):
     result = cluster.run_role(_vars(render_dir, **overrides))
     assert result.failed
-    assert expected in result.out, result.out[-2500:]
+    assert expected in result.text, result.out[-2500:]
     _assert_nothing_created(cluster)
     assert not list(render_dir.iterdir()), "manifests were rendered by a failed run"
 
@@ -95,8 +95,8 @@ def test_unreachable_api_server_fails_clearly(cluster, render_dir, tmp_path):
     broken.write_text(json.dumps(config))
     result = cluster.run_role(_vars(render_dir, nanoclaw_kubernetes_kubeconfig=str(broken)))
     assert result.failed
-    assert "cannot reach the Kubernetes API server with nanoclaw_kubernetes_kubeconfig=" in result.out
-    assert str(broken) in result.out
+    assert "cannot reach the Kubernetes API server with nanoclaw_kubernetes_kubeconfig=" in result.text
+    assert str(broken) in result.text
     _assert_nothing_created(cluster)
 
 
@@ -104,7 +104,7 @@ def test_missing_existing_secret_fails_before_anything_is_applied(cluster, rende
     overrides = {"nanoclaw_kubernetes_secret_data": {}, "nanoclaw_kubernetes_existing_secret": "absent-creds"}
     result = cluster.run_role(_vars(render_dir, **overrides))
     assert result.failed
-    assert "the Secret absent-creds (nanoclaw_kubernetes_existing_secret) does not exist" in result.out
+    assert "the Secret absent-creds (nanoclaw_kubernetes_existing_secret) does not exist" in result.text
     _assert_nothing_created(cluster)
 
 
@@ -113,8 +113,8 @@ def test_check_mode_on_an_empty_cluster_changes_nothing(cluster, render_dir):
     result = cluster.run_role(_vars(render_dir), check=True, diff=True)
     assert not result.failed, result.out[-3000:]
     assert result.changed > 0, "check mode must report what it would create"
-    assert f"namespace {NS} does not exist yet" in result.out
-    assert SECRET_VALUE not in result.out
+    assert f"namespace {NS} does not exist yet" in result.text
+    assert SECRET_VALUE not in result.text
     _assert_nothing_created(cluster)
 
 
@@ -123,8 +123,8 @@ def test_converge_applies_everything(cluster, render_dir):
     assert not result.failed, result.out[-4000:]
     assert result.changed > 0
     # The credential is in no result, no argv and no diff, even at -vvv.
-    assert SECRET_VALUE not in result.out
-    assert base64.b64encode(SECRET_VALUE.encode()).decode() not in result.out
+    assert SECRET_VALUE not in result.text
+    assert base64.b64encode(SECRET_VALUE.encode()).decode() not in result.text
 
 
 def test_second_run_changes_nothing(cluster, render_dir):
@@ -378,7 +378,7 @@ def test_absent_removes_the_runtime_but_keeps_the_claims(cluster, render_dir):
     before = {c["metadata"]["uid"] for c in cluster.get("pvc", "-n", NS)["items"]}
     result = cluster.run_role(_vars(render_dir, nanoclaw_kubernetes_state="absent"))
     assert not result.failed, result.out[-3000:]
-    assert "kept the data claims" in result.out
+    assert "kept the data claims" in result.text
     after = cluster.get("pvc", "-n", NS)["items"]
     assert {c["metadata"]["uid"] for c in after} == before, "state=absent must keep the data claims"
     assert all(c["status"]["phase"] == "Bound" for c in after)
