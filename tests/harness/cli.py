@@ -234,7 +234,7 @@ def stage_k8s(report: Report, which: str) -> None:
         _pytest(
             report,
             "k8s:a",
-            [str(venv_bin() / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration/kubernetes"],
+            [str(venv_bin() / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/k8s"],
             env={
                 "NANOCLAW_K8S_KUBECONFIG": str(cluster.admin_kubeconfig),
                 "NANOCLAW_K8S_KUBECTL": str(cluster.bin / "kubectl"),

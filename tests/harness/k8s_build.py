@@ -37,6 +37,29 @@ def _staging_version(version: str) -> str:
     return f"v0.{match.group(1)}.{match.group(2)}"
 
 
+def module_file(upstream: str, version: str) -> str:
+    """go.mod of the throwaway module, from k8s.io/kubernetes's own go.mod at ``version``."""
+    staging = _staging_version(version)
+    # The sample-* staging modules are examples no command imports, and the proxy does
+    # not serve every release of them.
+    staged = sorted(
+        m for m in set(re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", upstream, re.M)) if not m.startswith("k8s.io/sample-")
+    )
+    if not staged:
+        raise HarnessError(f"k8s.io/kubernetes@{version} has no staging replace directives: is it a real release?")
+    go_line = re.search(r"^go (\S+)", upstream, re.M)
+    godebug = re.search(r"^godebug (.+)$", upstream, re.M)
+    lines = ["module nanoclaw.test/k8sbuild", "", f"go {go_line.group(1) if go_line else '1.24.0'}", ""]
+    if godebug:
+        lines += [f"godebug {godebug.group(1)}", ""]
+    lines += ["require (", f"\tk8s.io/kubernetes {version}"]
+    lines += [f"\t{m} {staging}" for m in staged]
+    lines += [")", "", "replace ("]
+    lines += [f"\t{m} => {m} {staging}" for m in staged]
+    lines += [")", ""]
+    return "\n".join(lines)
+
+
 def _go(argv: list[str], cwd: Path, env: dict[str, str]) -> None:
     run(["nice", "-n", "10", GO, *argv], cwd=cwd, env=env)
 
@@ -51,33 +74,16 @@ def build(version: str = K8S_VERSION, commands: tuple[str, ...] = COMMANDS) -> P
     if not Path(GO).exists() and not shutil.which("go"):
         raise HarnessError("missing host prerequisite 'go' (1.24 or newer): install Go into /usr/local/go")
     go = GO if Path(GO).exists() else shutil.which("go")
-    staging = _staging_version(version)
     work = CACHE / "k8s" / version / "module"
     work.mkdir(parents=True, exist_ok=True)
-    # One GOPATH-independent build cache keeps the rebuild after a partial failure cheap.
+    # Go's own build cache (GOCACHE) keeps a rebuild after a partial failure cheap.
     env = {"GOFLAGS": "-mod=mod -buildvcs=false", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
     started = time.monotonic()
     dl = run([go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"], cwd=work, env=env, capture=True)
     info = json.loads(dl.stdout)
     if "GoMod" not in info:
         raise HarnessError(f"the Go module proxy does not serve k8s.io/kubernetes@{version}: {info.get('Error')}")
-    upstream = Path(info["GoMod"]).read_text()
-    # The sample-* staging modules are examples no command imports, and the proxy does
-    # not serve every release of them.
-    staged = sorted(
-        m for m in set(re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", upstream, re.M)) if not m.startswith("k8s.io/sample-")
-    )
-    go_line = re.search(r"^go (\S+)", upstream, re.M)
-    godebug = re.search(r"^godebug (.+)$", upstream, re.M)
-    lines = ["module nanoclaw.test/k8sbuild", "", f"go {go_line.group(1) if go_line else '1.24.0'}", ""]
-    if godebug:
-        lines += [f"godebug {godebug.group(1)}", ""]
-    lines += ["require (", f"\tk8s.io/kubernetes {version}"]
-    lines += [f"\t{m} {staging}" for m in staged]
-    lines += [")", "", "replace ("]
-    lines += [f"\t{m} => {m} {staging}" for m in staged]
-    lines += [")", ""]
-    (work / "go.mod").write_text("\n".join(lines))
+    (work / "go.mod").write_text(module_file(Path(info["GoMod"]).read_text(), version))
     (work / "go.sum").unlink(missing_ok=True)
     # Blank imports of the commands so `go mod tidy` keeps what they need.
     imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in commands)
@@ -107,5 +113,7 @@ def build(version: str = K8S_VERSION, commands: tuple[str, ...] = COMMANDS) -> P
     target.mkdir(parents=True, exist_ok=True)
     for c in missing:
         shutil.move(str(out / c), target / c)
-    log(f"built kubernetes {version} in {time.monotonic() - started:.0f} s")
+    seconds = time.monotonic() - started
+    (target.parent / "build-seconds.txt").write_text(f"{seconds:.0f}\n")
+    log(f"built kubernetes {version} in {seconds:.0f} s")
     return target

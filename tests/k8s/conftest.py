@@ -84,7 +84,7 @@ class ClusterAccess:
         started = time.monotonic()
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=900)
         run = Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
-        timing = HERE.parent.parent / "output" / "k8s-role-timings.txt"
+        timing = HERE.parent / "output" / "k8s-role-timings.txt"
         timing.parent.mkdir(parents=True, exist_ok=True)
         with timing.open("a") as out:
             out.write(f"{run.seconds:7.1f} s rc={run.rc} check={check} vars={sorted(extra_vars)}\n")
