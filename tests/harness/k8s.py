@@ -153,8 +153,7 @@ def start(root: Path | None = None) -> Cluster:
         server,
         pki / "ca.crt",
         "kcm",
-        pki / "controller-manager.crt",
-        pki / "controller-manager.key",
+        (pki / "controller-manager.crt", pki / "controller-manager.key"),
     )
     sched_cfg = kubeconfig(root / "scheduler.kubeconfig", server, pki / "ca.crt", "sched", (pki / "scheduler.crt", pki / "scheduler.key"))
     curl_admin = ["curl", "-sf", "--cacert", str(pki / "ca.crt"), "--cert", str(pki / "admin.crt"), "--key", str(pki / "admin.key")]

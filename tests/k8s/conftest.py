@@ -87,7 +87,8 @@ class ClusterAccess:
         timing = HERE.parent / "output" / "k8s-role-timings.txt"
         timing.parent.mkdir(parents=True, exist_ok=True)
         with timing.open("a") as out:
-            out.write(f"{run.seconds:7.1f} s rc={run.rc} check={check} vars={sorted(extra_vars)}\n")
+            test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+            out.write(f"{run.seconds:7.1f} s rc={run.rc} check={check} {test}\n")
         return run
 
 
