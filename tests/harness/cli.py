@@ -1,9 +1,9 @@
 """`./run`: the one entry point of the project's setup, demo and tests.
 
 ./run site     provision the embedded demo target end to end (playbooks/site.yml)
-./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, molecule
+./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, k8s:a, molecule
 ./run down     remove the demo target and stop what the harness started
-./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules molecule[:NAME]
+./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules k8s:a molecule[:NAME]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.harness"
 
-from tests.harness import fixtures, images, services
+from tests.harness import fixtures, images, k8s, services
 from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run
 from tests.harness.results import junit_counts
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
@@ -279,6 +279,31 @@ def stage_molecule_all(report: Report, scenarios: list[str]) -> None:
         list(pool.map(one, scenarios))
 
 
+def stage_k8s(report: Report, which: str) -> None:
+    """A real control plane built from the k8s.io/kubernetes module, and the kubernetes role's tests on it."""
+    if which != "a":
+        raise SystemExit(f"unknown kubernetes stage k8s:{which} (stage B is not built yet; see docs/KUBERNETES.md)")
+    cluster = None
+    with report.stage("k8s:cluster") as st:
+        cluster = k8s.start()
+        st.passed += 1
+    if cluster is None:
+        return
+    try:
+        _pytest(
+            report,
+            "k8s:a",
+            [str(venv_bin() / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/k8s"],
+            env={
+                "NANOCLAW_K8S_KUBECONFIG": str(cluster.admin_kubeconfig),
+                "NANOCLAW_K8S_KUBECTL": str(cluster.bin / "kubectl"),
+                "NANOCLAW_K8S_VERSION": k8s.K8S_VERSION,
+            },
+        )
+    finally:
+        k8s.stop()
+
+
 # ---------------------------------------------------------------- demo
 def stage_site(report: Report) -> None:
     with report.stage("site") as st:
@@ -309,7 +334,7 @@ STAGES = {
 
 def plan(args: list[str]) -> list[str]:
     if not args or args == ["test"]:
-        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "molecule"]
+        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "k8s:a", "molecule"]
     if args == ["site"]:
         return ["setup", "host", "images", "site"]
     return args
@@ -338,6 +363,8 @@ def main(argv: list[str]) -> int:
                 stage_molecule_all(report, molecule_scenarios())
             elif step.startswith("molecule:"):
                 stage_molecule(report, step.split(":", 1)[1])
+            elif step.startswith("k8s:"):
+                stage_k8s(report, step.split(":", 1)[1])
             elif step == "site":
                 stage_site(report)
             elif step in STAGES:
