@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Generate the AWX job template surveys from the roles' meta/argument_specs.yml.
 
 The survey questions of each job template (playbooks/awx/surveys.yml lists the
