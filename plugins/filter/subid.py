@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: subid_plan
-author: nanoclaw.provision maintainers
+author: nanoclaw.provision maintainers (@nanoclaw)
 version_added: 0.1.0
 short_description: Plan a user's subordinate uid or gid range
 description:

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: runtime_host_facts
 short_description: Read the host facts that decide how a container runtime is set up
 version_added: 0.1.0
-author: nanoclaw.provision maintainers
+author: nanoclaw.provision maintainers (@nanoclaw)
 description:
   - Reads, without changing anything, what the runtime roles of nanoclaw.provision decide on
     (rootless Podman, Docker, rootless Docker).

@@ -196,7 +196,7 @@ def test_missing_user_with_creation_disabled_fails():
 
 
 def test_subuid_range_overlapping_another_user_fails():
-    _, host = target("debian12")
+    host = target("debian12")[1]
     start = next(int(line.split(":")[1]) for line in host.file("/etc/subuid").content_string.splitlines() if line.startswith(f"{USER}:"))
     _fails_unchanged(
         {"nanoclaw_podman_user": "second", "nanoclaw_podman_subuid_start": start + 100},
@@ -222,7 +222,7 @@ def test_unsupported_distribution_fails():
 
 def test_wsl2_without_systemd_fails():
     """A WSL2 kernel string is bind-mounted over /proc/version; /etc/wsl.conf has no systemd=true."""
-    _, host = target("debian12")
+    host = target("debian12")[1]
     fake = "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@wsl) (gcc) #1 SMP\n"
     host.run(f"printf %s {json.dumps(fake)} > /run/fake-proc-version && mount --bind /run/fake-proc-version /proc/version")
     try:
@@ -234,7 +234,7 @@ def test_wsl2_without_systemd_fails():
 
 
 def test_unusable_tun_device_fails_naming_the_fact():
-    _, host = target("debian12")
+    host = target("debian12")[1]
     host.run("chmod 0600 /dev/net/tun")
     try:
         _fails_unchanged({}, "/dev/net/tun is not usable by unprivileged users (mode 0600)", "nanoclaw_podman_require_tun")
@@ -243,7 +243,7 @@ def test_unusable_tun_device_fails_naming_the_fact():
 
 
 def test_required_limits_on_cgroup_v1_fail():
-    _, host = target("debian12")
+    host = target("debian12")[1]
     if cgroup_mode(host) == "v2":
         pytest.skip("the target runs cgroup v2: limits are enforceable, nothing to refuse")
     _fails_unchanged(
