@@ -29,23 +29,23 @@ FINGERPRINT = (
 )
 
 
-def as_user(host, command: str, user: str = USER):
+def as_user(node, command: str, user: str = USER):
     """Run ``command`` in a login shell of ``user`` (profile.d gives it DOCKER_HOST and XDG_RUNTIME_DIR)."""
-    return host.run(f"su - {user} -c {shlex.quote(command)}")
+    return node.run(f"su - {user} -c {shlex.quote(command)}")
 
 
-def fingerprint(host) -> str:
-    return host.check_output(f"bash -c {shlex.quote(FINGERPRINT)}")
+def fingerprint(node) -> str:
+    return node.check_output(f"bash -c {shlex.quote(FINGERPRINT)}")
 
 
-def local_fact(host) -> dict:
-    return json.loads(host.file("/etc/ansible/facts.d/nanoclaw_podman.fact").content_string)
+def local_fact(node) -> dict:
+    return json.loads(node.file("/etc/ansible/facts.d/nanoclaw_podman.fact").content_string)
 
 
-def cgroup_mode(host) -> str:
-    if host.file("/sys/fs/cgroup/cgroup.controllers").exists:
+def cgroup_mode(node) -> str:
+    if node.file("/sys/fs/cgroup/cgroup.controllers").exists:
         return "v2"
-    if host.file("/sys/fs/cgroup/unified/cgroup.controllers").exists:
+    if node.file("/sys/fs/cgroup/unified/cgroup.controllers").exists:
         return "hybrid"
     return "v1"
 
@@ -66,8 +66,18 @@ def run_play(container: str, playbook: Path, extra_vars: dict, check: bool = Fal
     ]
     if check:
         argv.append("--check")
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    # JSON results keep each message on one line (the YAML format wraps long ones).
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
     return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def node(host):
+    """The molecule target through podman exec: testinfra's ansible backend costs an ansible run per command."""
+    backend = host.backend
+    if backend.NAME == "podman":
+        return host
+    return testinfra.get_host(f"podman://{backend.host}")
 
 
 def target(release: str):
@@ -76,9 +86,9 @@ def target(release: str):
 
 
 @pytest.fixture(scope="module")
-def smoke_image(host) -> str:
+def smoke_image(node) -> str:
     """The locally built image, loaded into the user's store through the docker command."""
-    if as_user(host, f"docker image inspect {IMAGE} >/dev/null 2>&1").rc != 0:
-        loaded = as_user(host, f"docker load -i {ARCHIVE}")
+    if as_user(node, f"docker image inspect {IMAGE} >/dev/null 2>&1").rc != 0:
+        loaded = as_user(node, f"docker load -i {ARCHIVE}")
         assert loaded.rc == 0, loaded.stderr
     return IMAGE
