@@ -1,0 +1,232 @@
+#!/usr/bin/python
+# Copyright: nanoclaw.provision maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read the host facts a container runtime role decides on, in one pass."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: runtime_host_facts
+short_description: Read the host facts that decide how a container runtime is set up
+version_added: 0.1.0
+author: nanoclaw.provision maintainers (@nanoclaw)
+description:
+  - Reads, without changing anything, what the runtime roles of nanoclaw.provision decide on
+    (rootless Podman, Docker, rootless Docker).
+  - The cgroup mode (V(v2), V(hybrid) or V(v1)), the hard limits of open files and processes, whether
+    C(/dev/net/tun) and C(/dev/fuse) are usable by unprivileged users, the file system type under a path,
+    the mount propagation of C(/), and whether the host is WSL2 with systemd enabled in C(/etc/wsl.conf).
+options:
+  path:
+    description:
+      - Path whose file system type is reported (the nearest existing parent is used when it does not exist yet).
+    type: path
+    default: /
+  devices:
+    description: Device nodes to look at.
+    type: list
+    elements: path
+    default: ["/dev/net/tun", "/dev/fuse"]
+  read:
+    description: Small text files whose content is returned in RV(files) (V(null) when missing).
+    type: list
+    elements: path
+    default: []
+  exists:
+    description: Paths whose existence is returned in RV(paths).
+    type: list
+    elements: path
+    default: []
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads.
+  diff_mode:
+    support: none
+    description: Nothing to diff.
+"""
+
+EXAMPLES = r"""
+- name: Read the host facts
+  nanoclaw.provision.runtime_host_facts:
+    path: /home/nanoclaw
+  register: host_facts
+"""
+
+RETURN = r"""
+cgroup_mode:
+  description: V(v2) (unified), V(hybrid) (v1 with a unified mount) or V(v1).
+  returned: always
+  type: str
+nofile_hard:
+  description: Hard limit of open files of the module's process (V(-1) for unlimited).
+  returned: always
+  type: int
+nproc_hard:
+  description: Hard limit of processes of the module's process (V(-1) for unlimited).
+  returned: always
+  type: int
+devices:
+  description: Per device, C(exists), C(mode) (octal string) and C(usable) (readable and writable by others).
+  returned: always
+  type: dict
+fs_type:
+  description: File system type under O(path), from C(/proc/self/mountinfo).
+  returned: always
+  type: str
+fs_path:
+  description: The existing path whose file system was looked at.
+  returned: always
+  type: str
+root_propagation:
+  description: The propagation of the C(/) mount, V(shared), V(private) or V(slave).
+  returned: always
+  type: str
+wsl2:
+  description: The kernel is a WSL2 kernel.
+  returned: always
+  type: bool
+wsl_systemd:
+  description: C(/etc/wsl.conf) enables systemd (C([boot] systemd=true)).
+  returned: always
+  type: bool
+kernel:
+  description: Kernel release (C(uname -r)).
+  returned: always
+  type: str
+files:
+  description: Content of each file of O(read), V(null) when it does not exist.
+  returned: always
+  type: dict
+paths:
+  description: Whether each path of O(exists) exists.
+  returned: always
+  type: dict
+"""
+
+import os  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import stat  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+
+def cgroup_mode(root: str = "/sys/fs/cgroup") -> str:
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):
+        return "v2"
+    if os.path.exists(os.path.join(root, "unified", "cgroup.controllers")):
+        return "hybrid"
+    return "v1"
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[dict]:
+    """Mount point, fstype and propagation of each line of /proc/self/mountinfo."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields, tail = left.split(), right.split()
+        if len(fields) < 6 or not tail:
+            continue
+        optional = fields[6:]
+        propagation = (
+            "shared"
+            if any(o.startswith("shared:") for o in optional)
+            else ("slave" if any(o.startswith("master:") for o in optional) else "private")
+        )
+        mounts.append({"mount_point": _unescape(fields[4]), "fstype": tail[0], "propagation": propagation})
+    return mounts
+
+
+def mount_of(path: str, mounts: list[dict]) -> dict:
+    """The mount a path lies on: the last mounted of the longest matching mount points."""
+    best, best_len = {"mount_point": "/", "fstype": "unknown", "propagation": "private"}, -1
+    for m in mounts:
+        mp = m["mount_point"]
+        inside = path == mp or path.startswith(mp.rstrip("/") + "/") or mp == "/"
+        if inside and len(mp) >= best_len:
+            best, best_len = m, len(mp)
+    return best
+
+
+def nearest_existing(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and path != "/":
+        path = os.path.dirname(path)
+    return os.path.realpath(path)
+
+
+def wsl_systemd(text: str) -> bool:
+    section = None
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip().lower()
+        elif section == "boot" and "=" in line:
+            key, value = (p.strip().lower() for p in line.split("=", 1))
+            if key == "systemd" and value.strip("\"'") == "true":
+                return True
+    return False
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _limit(which: int) -> int:
+    hard = resource.getrlimit(which)[1]
+    return -1 if hard == resource.RLIM_INFINITY else int(hard)
+
+
+def device_info(path: str) -> dict:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"exists": False, "mode": "missing", "usable": False}
+    mode = stat.S_IMODE(st.st_mode)
+    return {"exists": True, "mode": f"{mode:04o}", "usable": bool(mode & stat.S_IROTH and mode & stat.S_IWOTH)}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "default": "/"},
+            "devices": {"type": "list", "elements": "path", "default": ["/dev/net/tun", "/dev/fuse"]},
+            "read": {"type": "list", "elements": "path", "default": []},
+            "exists": {"type": "list", "elements": "path", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    mounts = parse_mountinfo(_read("/proc/self/mountinfo"))
+    fs_path = nearest_existing(module.params["path"])
+    version = _read("/proc/version").lower()
+    module.exit_json(
+        changed=False,
+        cgroup_mode=cgroup_mode(),
+        nofile_hard=_limit(resource.RLIMIT_NOFILE),
+        nproc_hard=_limit(resource.RLIMIT_NPROC),
+        devices={d: device_info(d) for d in module.params["devices"]},
+        fs_type=mount_of(fs_path, mounts)["fstype"],
+        fs_path=fs_path,
+        root_propagation=mount_of("/", mounts)["propagation"],
+        wsl2="microsoft" in version and bool(re.search(r"microsoft-standard|wsl2", version)),
+        wsl_systemd=wsl_systemd(_read("/etc/wsl.conf")),
+        kernel=platform.release(),
+        files={f: (_read(f) if os.path.isfile(f) else None) for f in module.params["read"]},
+        paths={p: os.path.exists(p) for p in module.params["exists"]},
+    )
+
+
+if __name__ == "__main__":
+    main()
