@@ -21,9 +21,9 @@ description:
     id_rsa id_ed25519 private_key .secret) merged with O(blocked_patterns), substring match on any
     path component) is refused, before or after following symlinks; a root must exist unless its
     O(allowed_roots[].create) is set.
-  - Optionally validates planned additional mounts (O(mounts)) against the resulting allowlist:
-    container paths relative, non-empty, without C(..) or C(:); host paths existing, under an
-    allowed root and under no blocked pattern.
+  - Optionally validates planned additional mounts (O(mounts)) against the resulting allowlist.
+    Container paths must be relative, non-empty, without C(..) or a colon; host paths must exist,
+    lie under an allowed root and under no blocked pattern.
   - Writes the file only when its content or mode differs (mode C(0600)), with a diff.
     Nothing is written or created when any entry is refused.
 author:
@@ -177,11 +177,12 @@ mounts:
       read_write: true
 """
 
-import os
-import tempfile
+import os  # noqa: E402
+import tempfile  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.nanoclaw.provision.plugins.module_utils._allowlist import (
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.nanoclaw.provision.plugins.module_utils._allowlist import (  # noqa: E402
     AllowlistError,
     build_document,
     check_mount,

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -37,7 +36,7 @@ if __package__ in (None, ""):
     __package__ = "tests.harness"
 
 from tests.harness import services
-from tests.harness.common import CHECKOUT_ID, REPO, STATE, HarnessError, log, run, sha256_of
+from tests.harness.common import CHECKOUT_ID, REPO, STATE, HarnessError, run, sha256_of
 
 # Inside the checkout (ignored by git) so molecule playbooks find fixture.json by a fixed path.
 ROOT = REPO / ".cache" / "nanoclaw-fixture"
@@ -167,10 +166,7 @@ def _package(generation: int, version: str) -> dict:
 
 def _lockfile(generation: int, version: str) -> tuple[str, str]:
     if generation == 2:
-        text = (
-            "lockfileVersion: '9.0'\n\nsettings:\n  autoInstallPeers: true\n  excludeLinksFromLockfile: false\n\n"
-            "importers:\n\n  .: {}\n"
-        )
+        text = "lockfileVersion: '9.0'\n\nsettings:\n  autoInstallPeers: true\n  excludeLinksFromLockfile: false\n\nimporters:\n\n  .: {}\n"
         return "pnpm-lock.yaml", text
     lock = {
         "name": "nanoclaw",
@@ -239,7 +235,18 @@ def _make_repo(generation: int, versions: tuple[str, str]) -> dict:
             shutil.rmtree(bare)
         run(["git", "clone", "-q", "--bare", str(work), str(bare)], quiet=True, capture=True)
     (bare / "git-daemon-export-ok").touch()
-    return {"first": commits[0], "second": commits[1], "broken": broken, "versions": list(versions), "path": str(bare)}
+    # One file to copy into a target for the file:// URL (a directory copy is slow there).
+    archive = ROOT / f"nanoclaw-v{generation}.git.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(bare, arcname=bare.name)
+    return {
+        "first": commits[0],
+        "second": commits[1],
+        "broken": broken,
+        "versions": list(versions),
+        "path": str(bare),
+        "archive": str(archive),
+    }
 
 
 def _node_tarball() -> dict:
