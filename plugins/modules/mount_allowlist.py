@@ -27,7 +27,7 @@ description:
   - Writes the file only when its content or mode differs (mode C(0600)), with a diff.
     Nothing is written or created when any entry is refused.
 author:
-  - nanoclaw.provision maintainers
+  - nanoclaw.provision maintainers (@nanoclaw-provision)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -41,7 +41,7 @@ options:
   path:
     description:
       - Where to write the allowlist. C(~) is the home of the user the module runs as.
-    type: str
+    type: path
     default: ~/.config/nanoclaw/mount-allowlist.json
   allowed_roots:
     description:
@@ -79,8 +79,8 @@ options:
     default: []
   non_main_read_only:
     description:
-      - NanoClaw's C(nonMainReadOnly) (required by NanoClaw v1, ignored by v2): mounts of
-        non-main groups are read-only.
+      - NanoClaw's C(nonMainReadOnly), required by NanoClaw v1 and ignored by v2. When true, mounts
+        of non-main groups are read-only.
     type: bool
     default: true
   mounts:
@@ -178,6 +178,7 @@ mounts:
 """
 
 import os  # noqa: E402
+import pwd  # noqa: E402
 import tempfile  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -195,7 +196,7 @@ from ansible_collections.nanoclaw.provision.plugins.module_utils._allowlist impo
 def main():
     module = AnsibleModule(
         argument_spec={
-            "path": {"type": "str", "default": "~/.config/nanoclaw/mount-allowlist.json"},
+            "path": {"type": "path", "default": "~/.config/nanoclaw/mount-allowlist.json"},
             "allowed_roots": {
                 "type": "list",
                 "elements": "dict",
@@ -223,8 +224,9 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    home = os.path.expanduser("~")
-    dest = os.path.abspath(os.path.expanduser(params["path"]))
+    # NanoClaw expands ~ to the home of the user running it: the user this module runs as.
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    dest = os.path.abspath(params["path"])
     patterns = merged_patterns(params["blocked_patterns"])
 
     roots = []

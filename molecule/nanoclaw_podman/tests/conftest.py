@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,25 +39,33 @@ def container_of(host) -> str:
     return host.backend.name
 
 
-def run_role(container: str, extra_vars: dict | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run play_nanoclaw.yml against the molecule target ``container``."""
-    extra = {"__fixture_generation": generation(container), **(extra_vars or {})}
-    argv = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        f"{container},",
-        "-c",
-        "containers.podman.podman",
-        "-e",
-        "ansible_python_interpreter=/usr/bin/python3",
-        "-e",
-        json.dumps(extra),
-        str(HERE / "play_nanoclaw.yml"),
-    ]
+def targets() -> list[str]:
+    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "nanoclaw_podman")
+    return [f"{scenario}-debian12", f"{scenario}-debian13"]
+
+
+def run_role(extra_vars: dict | None = None, check: bool = False, only: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run play_nanoclaw.yml on both molecule targets at once (or ``only`` one), -e ``extra_vars``."""
+    names = [only] if only else targets()
+    inventory = {
+        "all": {
+            "vars": {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"},
+            "children": {name.rsplit("-", 1)[1]: {"hosts": {name: {}}} for name in names},
+        }
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="nanoclaw-inventory-", delete=False) as handle:
+        json.dump(inventory, handle)
+    inv = Path(handle.name)
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inv), str(HERE / "play_nanoclaw.yml")]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
     if check:
         argv.append("--check")
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=1200)
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=2400)
+    finally:
+        inv.unlink(missing_ok=True)
 
 
 def as_user(host, command: str):

@@ -13,6 +13,7 @@ import re
 import time
 
 import pytest
+import testinfra
 from conftest import (
     FIXTURE,
     HOME,
@@ -27,6 +28,7 @@ from conftest import (
     slug,
     state,
     status,
+    targets,
     unit_name,
 )
 
@@ -218,13 +220,24 @@ def test_cgroup_enforces_the_memory_limit(host):
         as_user(host, "podman rm -f -t 0 nanoclaw-limits-cg")
 
 
-# ------------------------------------------------------------------ bad input
+# ------------------------------------------------------------------ real runs
+# Each run drives the role on both targets at once (one ansible-playbook, one host each).
+
+
+def _hosts():
+    return {name: testinfra.get_host(f"podman://{name}") for name in targets()}
+
+
+def _states() -> dict:
+    return {name: state(h, generation(name)) for name, h in _hosts().items()}
+
+
 BAD_INPUTS = [
-    ("non_sha_version", {"nanoclaw_version": "main"}, ["nanoclaw_version must be a full 40-character lowercase commit SHA", '"main"']),
+    ("non_sha_version", {"nanoclaw_version": "main"}, ['nanoclaw_version must be a full 40-character lowercase commit SHA, got "main"']),
     (
         "unknown_commit",
         {"nanoclaw_version": "0123456789abcdef0123456789abcdef01234567"},
-        ["nanoclaw_version: 0123456789abcdef0123456789abcdef01234567 could not be checked out"],
+        ["nanoclaw_version: 0123456789abcdef0123456789abcdef01234567 could not be checked out from nanoclaw_repo_url"],
     ),
     (
         "unreachable_repo",
@@ -234,12 +247,15 @@ BAD_INPUTS = [
     (
         "allowlist_root_under_ssh",
         {"nanoclaw_mount_allowlist_roots": [{"path": "~/.ssh/work"}]},
-        ["nanoclaw_mount_allowlist_roots: allowed_roots[0].path: '~/.ssh/work'", "blocked pattern '.ssh'"],
+        ["nanoclaw_mount_allowlist_roots: allowed_roots[0].path: '~/.ssh/work' matches the blocked pattern '.ssh'"],
     ),
     (
         "allowlist_symlink_into_ssh",
         {"nanoclaw_mount_allowlist_roots": [{"path": "~/innocent"}]},
-        ["nanoclaw_mount_allowlist_roots: allowed_roots[0].path: '~/innocent' (it resolves to '/home/nanoclaw/.ssh')", "'.ssh'"],
+        [
+            "nanoclaw_mount_allowlist_roots: allowed_roots[0].path: '~/innocent' (it resolves to '/home/nanoclaw/.ssh')"
+            " matches the blocked pattern '.ssh'"
+        ],
     ),
     (
         "allowlist_missing_root",
@@ -259,7 +275,7 @@ BAD_INPUTS = [
     (
         "secret_with_newline",
         {"nanoclaw_onecli_api_key": "SECRET-LINE-1\nSECRET-LINE-2", "nanoclaw_anthropic_api_key": "SECRET-LINE-1\nSECRET-LINE-2"},
-        ["nanoclaw_anthropic_api_key", "a .env value cannot contain a newline"],
+        ["nanoclaw_anthropic_api_key, nanoclaw_onecli_api_key: a .env value cannot contain a newline"],
     ),
     (
         "memory_formula_exceeds_host",
@@ -269,62 +285,56 @@ BAD_INPUTS = [
     (
         "tarball_without_checksum",
         {"nanoclaw_node_install_method": "tarball", "nanoclaw_node_tarball_checksum": ""},
-        ["nanoclaw_node_install_method=tarball needs"],
+        ["nanoclaw_node_install_method=tarball needs nanoclaw_node_tarball_url and nanoclaw_node_tarball_checksum"],
     ),
 ]
 
+EVIDENCE: list[str] = []
 
-@pytest.fixture(scope="module")
-def bad_input_log():
-    records: list[str] = []
-    yield records
-    print("\n".join(["", "BAD INPUT EVIDENCE:", *records]))
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_evidence():
+    yield
+    print("\n".join(["", "EVIDENCE:", *EVIDENCE]))
 
 
 @pytest.mark.parametrize(("name", "extra", "messages"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_fails_naming_the_variable_and_changes_nothing(host, name, extra, messages, bad_input_log):
-    gen = _gen(host)
-    # things the symlink/.ssh cases need: a real ~/.ssh and a symlink into it
-    as_user(host, f"mkdir -p -m 700 {HOME}/.ssh && ln -sfn {HOME}/.ssh {HOME}/innocent")
-    before = state(host, gen)
-    result = run_role(container_of(host), extra)
+def test_bad_input_fails_naming_the_variable_and_changes_nothing(name, extra, messages):
+    for h in _hosts().values():
+        # the .ssh cases need a real ~/.ssh and a symlink into it
+        as_user(h, f"mkdir -p -m 700 {HOME}/.ssh && ln -sfn {HOME}/.ssh {HOME}/innocent")
+    before = _states()
+    result = run_role(extra)
     out = result.stdout + result.stderr
     assert result.returncode != 0, out[-3000:]
     for message in messages:
-        assert message in out, f"{message!r} not in output:\n{out[-4000:]}"
+        # both hosts report it
+        assert out.count(message) >= 2, f"{message!r} not reported for both hosts:\n{out[-5000:]}"
     assert "SECRET-LINE" not in out
-    assert state(host, gen) == before
-    line = next((ln.strip() for ln in out.splitlines() if any(m in ln for m in messages)), "")
-    bad_input_log.append(f"[{container_of(host)}] {name}: {line[:400]}")
+    assert _states() == before
+    line = next(ln.strip() for ln in out.splitlines() if messages[0] in ln)
+    EVIDENCE.append(f"bad input {name}: {line[:500]}")
 
 
-def test_dirty_checkout_fails_listing_files_and_changes_nothing(host):
-    gen = _gen(host)
-    before = state(host, gen)
-    as_user(host, f"echo local-edit >> {PROJECT}/README.md")
+def test_dirty_checkout_fails_listing_files_and_changes_nothing():
+    hosts = _hosts()
+    before = _states()
+    for h in hosts.values():
+        as_user(h, f"echo local-edit >> {PROJECT}/README.md")
     try:
-        dirty_readme = host.check_output(f"sha256sum {PROJECT}/README.md")
-        result = run_role(container_of(host), {"nanoclaw_version": FIXTURE[gen]["second"]})
+        dirty = {n: h.check_output(f"sha256sum {PROJECT}/README.md") for n, h in hosts.items()}
+        result = run_role({"__fixture_commit": "second"})
         out = result.stdout + result.stderr
         assert result.returncode != 0
-        assert f"the NanoClaw checkout {PROJECT} has 1 locally modified file(s): M README.md" in out, out[-3000:]
-        assert "nanoclaw_force_checkout" in out
-        assert host.check_output(f"sha256sum {PROJECT}/README.md") == dirty_readme
-        assert state(host, gen) == before
+        message = f"the NanoClaw checkout {PROJECT} has 1 locally modified file(s): M README.md"
+        assert out.count(message) >= 2, out[-4000:]
+        assert "set nanoclaw_force_checkout=true to discard local changes" in out
+        assert {n: h.check_output(f"sha256sum {PROJECT}/README.md") for n, h in hosts.items()} == dirty
+        assert _states() == before
+        EVIDENCE.append(f"bad input dirty_checkout: {next(ln.strip() for ln in out.splitlines() if message in ln)[:500]}")
     finally:
-        as_user(host, f"git -C {PROJECT} checkout -- README.md")
-
-
-def test_unmanaged_env_keys_are_preserved(host):
-    gen = _gen(host)
-    as_user(host, f"printf '# operator note\\nCUSTOM_KEY=\"keep me\"\\n' >> {PROJECT}/.env")
-    result = run_role(container_of(host))
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert re.search(r"changed=0\s", result.stdout), result.stdout[-2000:]
-    lines = host.file(f"{PROJECT}/.env").content_string.splitlines()
-    assert "# operator note" in lines
-    assert 'CUSTOM_KEY="keep me"' in lines
-    assert [ln for ln in lines if not ln.startswith(("CUSTOM_", "#"))] == [f'{k}="{v}"' for k, v in EXPECTED_ENV[gen].items()]
+        for h in hosts.values():
+            as_user(h, f"git -C {PROJECT} checkout -- README.md")
 
 
 # ------------------------------------------------------------------ data safety
@@ -338,48 +348,55 @@ DATA_FILES = [
 ]
 
 
-def _data_digest(host) -> str:
-    return host.check_output(f"cd {PROJECT} && sha256sum {' '.join(DATA_FILES)} .env && stat -c '%n %s %Y' {' '.join(DATA_FILES)} .env")
+def _data_digest(h) -> str:
+    files = " ".join(DATA_FILES)
+    return h.check_output(f"cd {PROJECT} && sha256sum {files} .env && stat -c '%n %s %Y' {files} .env")
 
 
-def test_version_bump_keeps_data_byte_identical_and_activates_the_new_build(host):
-    gen = _gen(host)
-    as_user(
-        host,
-        f"cd {PROJECT} && mkdir -p groups/main groups/family data/sessions/abc store/auth logs && "
-        "printf '# memory\\nremember the milk\\n' > groups/main/CLAUDE.md && echo family > groups/family/notes.txt && "
-        "head -c 65536 /dev/urandom > data/messages.db && echo '{\"s\":1}' > data/sessions/abc/session.json && "
-        "echo '{\"creds\":true}' > store/auth/creds.json && echo operator > logs/operator.log",
-    )
-    before = _data_digest(host)
-    old_pid = main_pid(host, gen)
-    result = run_role(container_of(host), {"nanoclaw_version": FIXTURE[gen]["second"]})
-    assert result.returncode == 0, result.stdout[-4000:]
-    after = _data_digest(host)
-    print(f"DATA EVIDENCE [{container_of(host)}] before bump:\n{before}\nafter bump:\n{after}")
-    assert after == before
-    assert as_user(host, f"git -C {PROJECT} rev-parse HEAD").stdout.strip() == FIXTURE[gen]["second"]
-    new_pid = main_pid(host, gen)
-    assert new_pid not in (0, old_pid)
-    current = _wait_for_status(host, new_pid)
-    assert current["version"] == FIXTURE[gen]["versions"][1]
-    print(f"NEW BUILD [{container_of(host)}]: pid {old_pid} -> {new_pid}, version {current['version']}")
-    again = run_role(container_of(host), {"nanoclaw_version": FIXTURE[gen]["second"]})
-    assert again.returncode == 0
-    assert re.search(r"changed=0\s", again.stdout), again.stdout[-2000:]
-    assert main_pid(host, gen) == new_pid
+def test_version_bump_keeps_data_byte_identical_and_activates_the_new_build():
+    hosts = _hosts()
+    for h in hosts.values():
+        as_user(
+            h,
+            f"cd {PROJECT} && mkdir -p groups/main groups/family data/sessions/abc store/auth logs && "
+            "printf '# memory\\nremember the milk\\n' > groups/main/CLAUDE.md && echo family > groups/family/notes.txt && "
+            "head -c 65536 /dev/urandom > data/messages.db && echo '{\"s\":1}' > data/sessions/abc/session.json && "
+            "echo '{\"creds\":true}' > store/auth/creds.json && echo operator > logs/operator.log && "
+            "printf '# operator note\\nCUSTOM_KEY=\"keep me\"\\n' >> .env",
+        )
+    before = {n: _data_digest(h) for n, h in hosts.items()}
+    old_pid = {n: main_pid(h, generation(n)) for n, h in hosts.items()}
+    result = run_role({"__fixture_commit": "second"})
+    assert result.returncode == 0, result.stdout[-5000:]
+    for n, h in hosts.items():
+        gen = generation(n)
+        after = _data_digest(h)
+        EVIDENCE.append(f"data [{n}] before the bump to {FIXTURE[gen]['second'][:12]}:\n{before[n]}\nafter:\n{after}")
+        assert after == before[n]
+        lines = h.file(f"{PROJECT}/.env").content_string.splitlines()
+        assert "# operator note" in lines
+        assert 'CUSTOM_KEY="keep me"' in lines
+        assert as_user(h, f"git -C {PROJECT} rev-parse HEAD").stdout.strip() == FIXTURE[gen]["second"]
+        new_pid = main_pid(h, gen)
+        assert new_pid not in (0, old_pid[n])
+        current = _wait_for_status(h, new_pid)
+        assert current["version"] == FIXTURE[gen]["versions"][1]
+        EVIDENCE.append(f"new build [{n}]: MainPID {old_pid[n]} -> {new_pid}, host program reports version {current['version']}")
 
 
-def test_failed_build_keeps_the_previous_build_running(host):
-    gen = _gen(host)
-    before = state(host, gen)
-    data = _data_digest(host)
-    result = run_role(container_of(host), {"nanoclaw_version": FIXTURE[gen]["broken"]})
+def test_failed_build_keeps_the_previous_build_running():
+    hosts = _hosts()
+    before = _states()
+    data = {n: _data_digest(h) for n, h in hosts.items()}
+    result = run_role({"__fixture_commit": "broken"})
     out = result.stdout + result.stderr
     assert result.returncode != 0
-    assert 'failed at "Run the build"' in out, out[-3000:]
-    assert f"The previous build ({before['head']}) was left in place." in out
-    assert state(host, gen) == before
-    assert _data_digest(host) == data
-    assert status(host)["version"] == FIXTURE[gen]["versions"][1]
-    assert host.file(f"/proc/{before['pid']}").exists
+    assert out.count('failed at "Run the build"') >= 2, out[-4000:]
+    for n, h in hosts.items():
+        gen = generation(n)
+        assert f"The previous build ({before[n]['head']}) was left in place." in out
+        assert status(h)["version"] == FIXTURE[gen]["versions"][1]
+        assert h.file(f"/proc/{before[n]['pid']}").exists
+        assert _data_digest(h) == data[n]
+    assert _states() == before
+    EVIDENCE.append("failed build: " + next(ln.strip() for ln in out.splitlines() if 'failed at "Run the build"' in ln)[:500])
