@@ -156,6 +156,10 @@ def test_mount_allowlist_content_and_mode(host):
     assert host.file(f"{HOME}/projects").user == USER
 
 
+def _rootless_cgroup_v1(host) -> bool:
+    return not host.file("/sys/fs/cgroup/cgroup.controllers").exists
+
+
 def test_docker_wrapper_limits_and_hardens_only_the_agent_image(host):
     gen = _gen(host)
     wrapper = f"/usr/local/libexec/nanoclaw-provision/{slug()}/docker"
@@ -172,27 +176,32 @@ def test_docker_wrapper_limits_and_hardens_only_the_agent_image(host):
     try:
         a = json.loads(as_user(host, "podman inspect nanoclaw-limits-agent").stdout)[0]["HostConfig"]
         o = json.loads(as_user(host, "podman inspect nanoclaw-limits-other").stdout)[0]["HostConfig"]
-        print(
-            "agent HostConfig:",
-            {k: a.get(k) for k in ("NanoCpus", "Memory", "PidsLimit", "ReadonlyRootfs", "Tmpfs", "CapDrop", "SecurityOpt")},
-        )
+        keys = ("NanoCpus", "Memory", "PidsLimit", "ReadonlyRootfs", "Tmpfs", "CapDrop", "SecurityOpt")
+        print(f"[{container_of(host)}] agent HostConfig:", {k: a.get(k) for k in keys})
+        print(f"[{container_of(host)}] wrapper stderr of the agent run: {agent.stderr.strip()!r}")
+        # Hardening: in the engine's configuration ...
         assert a["ReadonlyRootfs"] is True
         assert "/tmp" in (a.get("Tmpfs") or {})
         assert any("no-new-privileges" in opt for opt in a.get("SecurityOpt") or [])
-        assert len(a.get("CapDrop") or []) > 0
         assert o["ReadonlyRootfs"] is False
         assert not any("no-new-privileges" in opt for opt in o.get("SecurityOpt") or [])
-        # The limits reached the engine's configuration ...
-        assert a["NanoCpus"] == 2_000_000_000
-        assert a["Memory"] == 4096 * 1024 * 1024
-        assert a["PidsLimit"] == 256
-        assert o["Memory"] == 0
-        # ... inside the container: read-only root, writable /tmp, no capabilities.
-        ro = as_user(host, "podman exec nanoclaw-limits-agent sh -c 'touch /x' 2>&1")
-        assert ro.rc != 0
-        assert as_user(host, "podman exec nanoclaw-limits-agent sh -c 'touch /tmp/x'").rc == 0
+        # ... and inside the container: read-only root, writable /tmp, no capabilities left.
+        assert as_user(host, "podman exec nanoclaw-limits-agent touch /x").rc != 0
+        assert as_user(host, "podman exec nanoclaw-limits-agent touch /tmp/x").rc == 0
         capeff = as_user(host, "podman exec nanoclaw-limits-agent cat /proc/self/status").stdout
         assert re.search(r"^CapEff:\s*0+$", capeff, re.M), capeff
+        assert as_user(host, "podman exec nanoclaw-limits-other touch /x").rc == 0
+        # Limits: passed to the engine for the agent image only. Rootless Podman on cgroup v1
+        # drops them with a warning (HostConfig shows 0); on cgroup v2 they are in HostConfig.
+        if _rootless_cgroup_v1(host):
+            warning = "Resource limits are not supported and ignored on cgroups V1 rootless systems"
+            assert warning in agent.stderr
+            assert warning not in other.stderr
+        else:
+            assert a["NanoCpus"] == 2_000_000_000
+            assert a["Memory"] == 4096 * 1024 * 1024
+            assert a["PidsLimit"] == 256
+            assert o["Memory"] == 0
     finally:
         as_user(host, "podman rm -f -t 0 nanoclaw-limits-agent nanoclaw-limits-other")
 
@@ -210,6 +219,7 @@ def test_cgroup_enforces_the_memory_limit(host):
         cgroups = host.file(f"/proc/{pid}/cgroup").content_string
         print(f"container pid {pid} cgroups:\n{cgroups}")
         if not cgroup2:
+            EVIDENCE.append(f"[{container_of(host)}] cgroup v1: limits not enforced; container cgroups {cgroups!r}")
             pytest.skip(
                 "host capability missing: cgroup v1 (hybrid) -- rootless Podman ignores --memory/--cpus/--pids-limit "
                 f"here; the flags are in HostConfig (see the wrapper test), the kernel does not enforce them. cgroups: {cgroups!r}"
@@ -232,8 +242,26 @@ def _states() -> dict:
     return {name: state(h, generation(name)) for name, h in _hosts().items()}
 
 
+# Checked together before anything else (validate.yml reports every problem of the input at once).
+INPUT_PROBLEMS = (
+    {
+        "nanoclaw_version": "main",
+        "nanoclaw_onecli_api_key": "SECRET-LINE-1\nSECRET-LINE-2",
+        "nanoclaw_anthropic_api_key": "SECRET-LINE-1\nSECRET-LINE-2",
+        "nanoclaw_max_concurrent_containers": 100000,
+        "nanoclaw_node_install_method": "tarball",
+        "nanoclaw_node_tarball_checksum": "",
+    },
+    [
+        'nanoclaw_version must be a full 40-character lowercase commit SHA, got "main"',
+        "nanoclaw_anthropic_api_key, nanoclaw_onecli_api_key: a .env value cannot contain a newline",
+        "memory formula exceeds the host: nanoclaw_max_concurrent_containers (100000) x nanoclaw_agent_memory_mib (4096)",
+        "nanoclaw_node_install_method=tarball needs nanoclaw_node_tarball_url and nanoclaw_node_tarball_checksum",
+    ],
+)
+
 BAD_INPUTS = [
-    ("non_sha_version", {"nanoclaw_version": "main"}, ['nanoclaw_version must be a full 40-character lowercase commit SHA, got "main"']),
+    ("input_problems_together", *INPUT_PROBLEMS),
     (
         "unknown_commit",
         {"nanoclaw_version": "0123456789abcdef0123456789abcdef01234567"},
@@ -272,21 +300,6 @@ BAD_INPUTS = [
         {"nanoclaw_mount_allowlist_mounts": [{"host_path": "/srv/shared/docs", "container_path": "docs/../../etc"}]},
         ["nanoclaw_mount_allowlist_mounts: mounts[0].container_path: container path 'docs/../../etc' must not contain '..'"],
     ),
-    (
-        "secret_with_newline",
-        {"nanoclaw_onecli_api_key": "SECRET-LINE-1\nSECRET-LINE-2", "nanoclaw_anthropic_api_key": "SECRET-LINE-1\nSECRET-LINE-2"},
-        ["nanoclaw_anthropic_api_key, nanoclaw_onecli_api_key: a .env value cannot contain a newline"],
-    ),
-    (
-        "memory_formula_exceeds_host",
-        {"nanoclaw_max_concurrent_containers": 100000},
-        ["memory formula exceeds the host: nanoclaw_max_concurrent_containers (100000) x nanoclaw_agent_memory_mib (4096)"],
-    ),
-    (
-        "tarball_without_checksum",
-        {"nanoclaw_node_install_method": "tarball", "nanoclaw_node_tarball_checksum": ""},
-        ["nanoclaw_node_install_method=tarball needs nanoclaw_node_tarball_url and nanoclaw_node_tarball_checksum"],
-    ),
 ]
 
 EVIDENCE: list[str] = []
@@ -312,8 +325,9 @@ def test_bad_input_fails_naming_the_variable_and_changes_nothing(name, extra, me
         assert out.count(message) >= 2, f"{message!r} not reported for both hosts:\n{out[-5000:]}"
     assert "SECRET-LINE" not in out
     assert _states() == before
-    line = next(ln.strip() for ln in out.splitlines() if messages[0] in ln)
-    EVIDENCE.append(f"bad input {name}: {line[:500]}")
+    for message in messages:
+        line = next(ln.strip() for ln in out.splitlines() if message in ln)
+        EVIDENCE.append(f"bad input {name}: {line[:500]}")
 
 
 def test_dirty_checkout_fails_listing_files_and_changes_nothing():
