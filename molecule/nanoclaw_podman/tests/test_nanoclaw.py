@@ -222,7 +222,8 @@ def test_cgroup_enforces_the_memory_limit(host):
             EVIDENCE.append(f"[{container_of(host)}] cgroup v1: limits not enforced; container cgroups {cgroups!r}")
             pytest.skip(
                 "host capability missing: cgroup v1 (hybrid) -- rootless Podman ignores --memory/--cpus/--pids-limit "
-                f"here: it drops them with a warning (HostConfig shows 0, see the wrapper test), so the kernel enforces none. cgroups: {cgroups!r}"
+                f"here: it drops them with a warning "
+                f"(HostConfig shows 0, see the wrapper test), so the kernel enforces none. cgroups: {cgroups!r}"
             )
         path = next(line.split(":", 2)[2] for line in cgroups.splitlines() if line.startswith("0::"))
         assert host.file(f"/sys/fs/cgroup{path}/memory.max").content_string.strip() == str(4096 * 1024 * 1024)
