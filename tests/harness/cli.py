@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.harness"
 
-from tests.harness import fixtures, images, k8s, services
+from tests.harness import fixture_repo, fixtures, images, k8s, services
 from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run
 from tests.harness.results import junit_counts
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
@@ -258,6 +258,9 @@ def stage_molecule(report: Report, scenario: str, log_file: Path | None = None) 
                 st.skipped += s
             # A failed scenario still destroys its containers.
             molecule_run("destroy")
+            if scenario.startswith("nanoclaw"):
+                # prepare.yml of the nanoclaw scenarios serves the fixture repositories: stop them.
+                fixture_repo.stop()
 
 
 def stage_molecule_all(report: Report, scenarios: list[str]) -> None:

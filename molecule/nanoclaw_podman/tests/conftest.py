@@ -1,0 +1,98 @@
+"""Helpers of the nanoclaw verify tests: run the role for real, read the target's state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+FIXTURE = json.loads((HERE.parents[2] / ".cache" / "nanoclaw-fixture" / "fixture.json").read_text())
+USER = "nanoclaw"
+HOME = "/home/nanoclaw"
+PROJECT = f"{HOME}/nanoclaw"
+
+
+def generation(container: str) -> str:
+    return "v1" if container.endswith("-debian12") else "v2"
+
+
+def slug() -> str:
+    # NanoClaw v2: first 8 hex of sha1 of the physical project root (no symlinks here).
+    return hashlib.sha1(PROJECT.encode()).hexdigest()[:8]
+
+
+def unit_name(gen: str) -> str:
+    return "nanoclaw.service" if gen == "v1" else f"nanoclaw-v2-{slug()}.service"
+
+
+def image_name(gen: str) -> str:
+    return "nanoclaw-agent:latest" if gen == "v1" else f"nanoclaw-agent-v2-{slug()}:latest"
+
+
+def container_of(host) -> str:
+    return host.backend.name
+
+
+def targets() -> list[str]:
+    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "nanoclaw_podman")
+    return [f"{scenario}-debian12", f"{scenario}-debian13"]
+
+
+def run_role(extra_vars: dict | None = None, check: bool = False, only: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run play_nanoclaw.yml on both molecule targets at once (or ``only`` one), -e ``extra_vars``."""
+    names = [only] if only else targets()
+    inventory = {
+        "all": {
+            "vars": {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"},
+            "children": {name.rsplit("-", 1)[1]: {"hosts": {name: {}}} for name in names},
+        }
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="nanoclaw-inventory-", delete=False) as handle:
+        json.dump(inventory, handle)
+    inv = Path(handle.name)
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inv), str(HERE / "play_nanoclaw.yml")]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    if check:
+        argv.append("--check")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=2400)
+    finally:
+        inv.unlink(missing_ok=True)
+
+
+def as_user(host, command: str):
+    """Run a shell command as the service user, with its systemd user manager reachable."""
+    uid = host.user(USER).uid
+    return host.run(f"runuser -u {USER} -- env XDG_RUNTIME_DIR=/run/user/{uid} HOME={HOME} sh -c {_quote(command)}")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def main_pid(host, gen: str) -> int:
+    out = as_user(host, f"systemctl --user show -p MainPID --value {unit_name(gen)}")
+    return int(out.stdout.strip() or 0)
+
+
+def status(host) -> dict:
+    return json.loads(host.file(f"{PROJECT}/logs/fixture-status.json").content_string)
+
+
+def state(host, gen: str) -> dict:
+    """What a failed run must leave unchanged."""
+    files = [f"{PROJECT}/.env", f"{HOME}/.config/nanoclaw/mount-allowlist.json", f"{HOME}/.config/systemd/user/{unit_name(gen)}"]
+    return {
+        "files": {f: host.check_output(f"sha256sum {f} 2>/dev/null || echo missing") for f in files},
+        "head": as_user(host, f"git -C {PROJECT} rev-parse HEAD").stdout.strip(),
+        "dist": host.check_output(f"sha256sum {PROJECT}/dist/build-info.json"),
+        "pid": main_pid(host, gen),
+    }
