@@ -3,7 +3,7 @@
 ./run site     provision the embedded demo target end to end (playbooks/site.yml)
 ./run test     the whole test suite: setup, images, lint, sanity, unit, molecule
 ./run down     remove the demo target and stop what the harness started
-./run STAGE..  only some stages: setup host images lint sanity unit build molecule[:NAME]
+./run STAGE..  only some stages: setup host images lint sanity unit build registries molecule[:NAME]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.harness"
 
-from tests.harness import images, services
+from tests.harness import images, registry, services
 from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run
 from tests.harness.results import junit_counts
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
@@ -195,6 +195,13 @@ def stage_build(report: Report) -> None:
         st.passed += 1
 
 
+def stage_registries(report: Report) -> None:
+    """The loopback registries (TLS, auth, seeded mirror) the agent_image scenarios push to and build from."""
+    with report.stage("registries") as st:
+        log(f"registries ready, described in {registry.ensure_registries()}")
+        st.passed += 1
+
+
 def molecule_scenarios() -> list[str]:
     return sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
 
@@ -205,6 +212,8 @@ def stage_molecule(report: Report, scenario: str) -> None:
     xml.unlink(missing_ok=True)
     molecule = str(venv_bin() / "molecule")
     env = {"PYTEST_ADDOPTS": f"--junitxml={xml} -p no:cacheprovider"}
+    if scenario.startswith("agent_image_") and "NANOCLAW_REGISTRY_INFO" not in os.environ:
+        stage_registries(report)
     with report.stage(f"molecule:{scenario}") as st:
         try:
             venv_run([molecule, "test", "-s", scenario], env=env)
@@ -243,6 +252,7 @@ STAGES = {
     "sanity": stage_sanity,
     "unit": stage_unit,
     "build": stage_build,
+    "registries": stage_registries,
 }
 
 
