@@ -180,6 +180,7 @@ def stage_build(report: Report) -> None:
                 "install",
                 "--offline",
                 "--no-deps",
+                "--force",
                 "-p",
                 str(target),
                 str(tarball),
