@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 
 from tests.harness import registry as harness_registry  # noqa: E402
-from tests.harness import services as harness_services  # noqa: E402
+from tests.harness import services as harness_services  # noqa: E402, F401 - used by the tests
 
 SCENARIO = os.environ["MOLECULE_SCENARIO_NAME"]
 ENGINE = "docker" if "docker" in SCENARIO else "podman"
@@ -40,12 +40,13 @@ def targets() -> list[str]:
     return sorted(out.split())
 
 
-def converge(target: str, extra_vars: dict | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the scenario's converge play against one target, with ``extra_vars`` on top."""
+def converge(targets: list[str] | str, extra_vars: dict | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the scenario's converge play against ``targets`` (in parallel), with ``extra_vars`` on top."""
+    names = [targets] if isinstance(targets, str) else targets
     argv = [
         str(BIN / "ansible-playbook"),
         "-i",
-        f"{target},",
+        ",".join(names) + ",",
         "-c",
         "containers.podman.podman",
         "-e",
@@ -58,9 +59,22 @@ def converge(target: str, extra_vars: dict | None = None, check: bool = False) -
         argv.append("--check")
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=1800)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=2400)
     proc.seconds = time.monotonic() - started  # type: ignore[attr-defined]
     return proc
+
+
+def host_output(proc: subprocess.CompletedProcess[str], target: str) -> str:
+    """The lines of a run that concern ``target`` (task results, messages) plus stderr."""
+    keep, lines = False, []
+    for line in proc.stdout.splitlines():
+        if re.match(r"^(ok|changed|fatal|failed|skipping|included)[:!]? ", line):
+            keep = f"[{target}]" in line
+        elif line.startswith(("TASK ", "PLAY ")):
+            keep = False
+        if keep:
+            lines.append(line)
+    return "\n".join(lines) + "\n" + proc.stderr
 
 
 def recap(proc: subprocess.CompletedProcess[str], target: str) -> dict[str, int]:
@@ -143,14 +157,10 @@ def registry_json(path: str, reg: harness_registry.Registry = PUSH) -> dict:
     return json.loads(body)
 
 
-@pytest.fixture(params=targets(), scope="module")
+TARGETS = targets()
+
+
+@pytest.fixture(params=TARGETS)
 def target(request) -> Target:
+    # Function scope on purpose: tests run in file order, each on every target.
     return Target(request.param)
-
-
-@pytest.fixture
-def spare_registry():
-    """A registry of the same kind on another port, started and stopped by the test."""
-    reg = harness_registry.Registry("spare", 5445, auth=True)
-    yield reg
-    harness_services.stop_daemon(reg.daemon)
