@@ -19,7 +19,7 @@ description:
   - Fails with a message naming the registry when it cannot be reached, when its certificate is not
     trusted, or when it rejects the credentials.
 author:
-  - nanoclaw.provision maintainers
+  - nanoclaw.provision maintainers (@nanoclaw-provision)
 options:
   registry:
     description:
@@ -174,7 +174,7 @@ class Registry:
         return "Basic " + token.decode("ascii")
 
     def _authenticate(self, challenge, scope):
-        scheme, _, params = (challenge or "").partition(" ")
+        scheme, _sep, params = (challenge or "").partition(" ")
         if scheme.lower() == "basic":
             if not self.username:
                 raise RegistryError(f"registry {self.name} requires credentials and none were given")

@@ -253,7 +253,7 @@ def api(reg: Registry, path: str, *, method: str = "GET", accept: str | None = N
 def answers(reg: Registry) -> bool:
     """True if a registry of ours (our CA, our auth mode) answers on the port."""
     try:
-        status, headers, _ = api(reg, "/v2/", auth=False, timeout=3)
+        status, headers, _body = api(reg, "/v2/", auth=False, timeout=3)
     except (OSError, ssl.SSLError):
         return False
     if "Docker-Distribution-Api-Version" not in headers and "docker-distribution-api-version" not in {k.lower() for k in headers}:
@@ -309,11 +309,11 @@ def standin_recipe() -> str:
 def _mirror_recipe() -> str | None:
     """The fixture recipe of what the mirror holds as library/node:22-slim, or None."""
     accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
-    status, _, body = api(MIRROR, f"/v2/{STANDIN_REPO}/manifests/{STANDIN_TAG}", accept=accept)
+    status, _headers, body = api(MIRROR, f"/v2/{STANDIN_REPO}/manifests/{STANDIN_TAG}", accept=accept)
     if status != 200:
         return None
     config_digest = json.loads(body)["config"]["digest"]
-    status, _, body = api(MIRROR, f"/v2/{STANDIN_REPO}/blobs/{config_digest}")
+    status, _headers, body = api(MIRROR, f"/v2/{STANDIN_REPO}/blobs/{config_digest}")
     if status != 200:
         return None
     labels = (json.loads(body).get("config") or {}).get("Labels") or {}

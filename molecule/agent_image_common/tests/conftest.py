@@ -21,7 +21,6 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 
 from tests.harness import registry as harness_registry  # noqa: E402
-from tests.harness import services as harness_services  # noqa: E402, F401 - used by the tests
 
 SCENARIO = os.environ["MOLECULE_SCENARIO_NAME"]
 ENGINE = "docker" if "docker" in SCENARIO else "podman"
@@ -152,7 +151,7 @@ def registry_manifest(repository: str, ref: str, reg: harness_registry.Registry 
 
 
 def registry_json(path: str, reg: harness_registry.Registry = PUSH) -> dict:
-    status, _, body = harness_registry.api(reg, path)
+    status, _headers, body = harness_registry.api(reg, path)
     assert status == 200, f"{reg.address}{path} answered {status}: {body[:300]!r}"
     return json.loads(body)
 

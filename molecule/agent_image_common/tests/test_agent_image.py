@@ -27,13 +27,14 @@ from conftest import (
     Target,
     converge,
     harness_registry,
-    harness_services,
     host_output,
     recap,
     record_timing,
     registry_json,
     registry_manifest,
 )
+
+from tests.harness import services as harness_services
 
 PASSWORD = Path(INFO["push"]["password_file"]).read_text().strip()
 WRONG_PASSWORD = "Wrong-Password-9f3a1c"
@@ -88,8 +89,8 @@ def test_registry_catalog_and_tags_show_both_tags_with_one_digest(target):
     assert target.repository in catalog
     tags = registry_json(f"/v2/{target.repository}/tags/list")["tags"]
     assert sorted(tags) == sorted([target.commit[:12], "latest"])
-    _, by_commit, manifest = registry_manifest(target.repository, target.commit[:12])
-    _, by_latest, _ = registry_manifest(target.repository, "latest")
+    by_commit, manifest = registry_manifest(target.repository, target.commit[:12])[1:]
+    by_latest = registry_manifest(target.repository, "latest")[1]
     assert by_commit
     assert by_commit == by_latest
     assert manifest["config"]["digest"] == target.image_id(f"{target.local}:latest")
@@ -97,7 +98,7 @@ def test_registry_catalog_and_tags_show_both_tags_with_one_digest(target):
 
 def test_pull_back_by_digest_into_a_clean_store(target, tmp_path):
     """A store that never saw the image (a throwaway one on the test machine) pulls it by digest."""
-    _, digest, _ = registry_manifest(target.repository, "latest")
+    digest = registry_manifest(target.repository, "latest")[1]
     certs = tmp_path / "certs"
     certs.mkdir()
     shutil.copy(INFO["ca_file"], certs / "ca.crt")
@@ -247,7 +248,7 @@ def test_registry_down_fails_clearly_and_builds_nothing(target, new_commit_runs)
 
 
 def test_a_new_commit_rebuilds_once_and_pushes_both_tags_once_the_registry_is_up(target, new_commit_runs):
-    before, _, _, up, after, again = new_commit_runs
+    before, up, after, again = (new_commit_runs[i] for i in (0, 3, 4, 5))
     old, new = before[target.name], after[target.name]
     assert up.returncode == 0, up.stdout[-3000:]
     out = host_output(up, target.name)
@@ -256,7 +257,7 @@ def test_a_new_commit_rebuilds_once_and_pushes_both_tags_once_the_registry_is_up
     assert new["commit"] != old["commit"]
     assert new["id"] != old["id"]
     assert new["tags"] == sorted([old["commit"][:12], new["commit"][:12], "latest"])
-    _, by_new, manifest = registry_manifest(target.repository, new["commit"][:12])
+    by_new, manifest = registry_manifest(target.repository, new["commit"][:12])[1:]
     assert by_new == new["digest"] != old["digest"]
     assert manifest["config"]["digest"] == target.image_id(f"{target.local}:latest")
     labels = target.inspect(f"{target.local}:latest")["Config"]["Labels"]
