@@ -73,7 +73,26 @@ def host_output(proc: subprocess.CompletedProcess[str], target: str) -> str:
             keep = False
         if keep:
             lines.append(line)
-    return "\n".join(lines) + "\n" + proc.stderr
+    # Whitespace-normalised: the YAML callback wraps long messages.
+    return " ".join(("\n".join(lines) + "\n" + proc.stderr).split())
+
+
+def all_output(proc: subprocess.CompletedProcess[str]) -> str:
+    return " ".join((proc.stdout + "\n" + proc.stderr).split())
+
+
+def task_results(proc: subprocess.CompletedProcess[str], target: str, task: str) -> list[str]:
+    """Statuses (ok, changed, skipping, fatal) of ``target`` in the tasks whose name contains ``task``, one per loop item."""
+    statuses, current = [], ""
+    for line in proc.stdout.splitlines():
+        header = re.match(r"^TASK \[(.*)\]", line)
+        if header:
+            current = header.group(1)
+        elif task in current:
+            result = re.match(rf"^(ok|changed|skipping|fatal|failed): \[{re.escape(target)}\]", line)
+            if result:
+                statuses.append(result.group(1))
+    return statuses
 
 
 def recap(proc: subprocess.CompletedProcess[str], target: str) -> dict[str, int]:

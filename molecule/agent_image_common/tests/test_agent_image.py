@@ -25,6 +25,7 @@ from conftest import (
     TARGETS,
     USER,
     Target,
+    all_output,
     converge,
     harness_registry,
     host_output,
@@ -32,6 +33,7 @@ from conftest import (
     record_timing,
     registry_json,
     registry_manifest,
+    task_results,
 )
 
 from tests.harness import services as harness_services
@@ -178,8 +180,8 @@ def test_wrong_password_fails_naming_the_registry_and_pushes_nothing(target, wro
 
 def test_the_password_never_shows_in_the_output(wrong_password_run):
     proc = wrong_password_run[0]
-    assert WRONG_PASSWORD not in proc.stdout + proc.stderr
-    assert PASSWORD not in proc.stdout + proc.stderr
+    assert WRONG_PASSWORD not in all_output(proc)
+    assert PASSWORD not in all_output(proc)
 
 
 # ---------------------------------------------------------------- bad input (one target: the messages do not depend on it)
@@ -202,7 +204,7 @@ def bad_input_runs():
 
 def test_bad_input_fails_naming_every_variable_and_changes_nothing(bad_input_runs):
     name, invalid, no_checkout, bad_url = bad_input_runs
-    out = invalid.stdout + invalid.stderr
+    out = all_output(invalid)
     assert invalid.returncode != 0
     for message in (
         "nanoclaw_agent_image_registry_insecure is true but registry.example.com:5000 is not a loopback registry",
@@ -211,8 +213,8 @@ def test_bad_input_fails_naming_every_variable_and_changes_nothing(bad_input_run
         "nanoclaw_agent_image_commit_tag_length must be between 7 and 40, got 3",
     ):
         assert message in out
-    assert "/nonexistent/container/Dockerfile does not exist" in no_checkout.stdout
-    assert 'nanoclaw_agent_image_registry "https://127.0.0.1:5443/x" is not host or host:port' in bad_url.stdout
+    assert "/nonexistent/container/Dockerfile does not exist" in all_output(no_checkout)
+    assert 'nanoclaw_agent_image_registry "https://127.0.0.1:5443/x" is not host or host:port' in all_output(bad_url)
     for proc in (invalid, no_checkout, bad_url):
         assert proc.returncode != 0
         assert recap(proc, name)["changed"] == 0
@@ -253,7 +255,8 @@ def test_a_new_commit_rebuilds_once_and_pushes_both_tags_once_the_registry_is_up
     assert up.returncode == 0, up.stdout[-3000:]
     out = host_output(up, target.name)
     assert f"built; pushed {new['commit'][:12]}, latest" in out
-    assert len(re.findall(r"^changed: .*Build the image", out, flags=re.M)) <= 1
+    assert task_results(up, target.name, "Build the image as") == ["changed"]
+    assert task_results(up, target.name, "Push the image as") == ["changed", "changed"]
     assert new["commit"] != old["commit"]
     assert new["id"] != old["id"]
     assert new["tags"] == sorted([old["commit"][:12], new["commit"][:12], "latest"])
