@@ -3,7 +3,7 @@
 ./run site     provision the embedded demo target end to end (playbooks/site.yml)
 ./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, k8s:a, molecule
 ./run down     remove the demo target and stop what the harness started
-./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules k8s:a molecule[:NAME]
+./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules k8s:a registries molecule[:NAME]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.harness"
 
-from tests.harness import fixture_repo, fixtures, images, k8s, services
+from tests.harness import fixture_repo, fixtures, images, k8s, registry, services
 from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run
 from tests.harness.results import junit_counts
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
@@ -220,6 +220,19 @@ def stage_integration_modules(report: Report) -> None:
     )
 
 
+def stage_registries(report: Report) -> None:
+    """The loopback registries (TLS, auth, seeded mirror) the agent_image scenarios push to and build from."""
+    with report.stage("registries") as st:
+        log(f"registries ready, described in {registry.ensure_registries()}")
+        st.passed += 1
+
+
+def ensure_registries_for(report: Report, scenarios: list[str]) -> None:
+    """Start the registries once, before any agent_image scenario (they may run in parallel)."""
+    if any(s.startswith("agent_image_") for s in scenarios) and "NANOCLAW_REGISTRY_INFO" not in os.environ:
+        stage_registries(report)
+
+
 def molecule_scenarios() -> list[str]:
     return sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
 
@@ -332,6 +345,7 @@ STAGES = {
     "unit": stage_unit,
     "build": stage_build,
     "integration:modules": stage_integration_modules,
+    "registries": stage_registries,
 }
 
 
@@ -363,8 +377,10 @@ def main(argv: list[str]) -> int:
                 continue
             if step == "molecule":
                 services.sweep_stale(molecule_scenarios())
+                ensure_registries_for(report, molecule_scenarios())
                 stage_molecule_all(report, molecule_scenarios())
             elif step.startswith("molecule:"):
+                ensure_registries_for(report, [step.split(":", 1)[1]])
                 stage_molecule(report, step.split(":", 1)[1])
             elif step.startswith("k8s:"):
                 stage_k8s(report, step.split(":", 1)[1])
