@@ -177,13 +177,13 @@ mounts:
       read_write: true
 """
 
-import os  # noqa: E402
-import pwd  # noqa: E402
-import tempfile  # noqa: E402
+import os
+import pwd
+import tempfile
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nanoclaw.provision.plugins.module_utils._allowlist import (  # noqa: E402
+from ansible_collections.nanoclaw.provision.plugins.module_utils._allowlist import (
     AllowlistError,
     build_document,
     check_mount,

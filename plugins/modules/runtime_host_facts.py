@@ -104,13 +104,13 @@ paths:
   type: dict
 """
 
-import os  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import resource  # noqa: E402
-import stat  # noqa: E402
+import os
+import platform
+import re
+import resource
+import stat
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
 
 
 def cgroup_mode(root: str = "/sys/fs/cgroup") -> str:

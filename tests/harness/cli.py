@@ -233,8 +233,16 @@ def ensure_registries_for(report: Report, scenarios: list[str]) -> None:
         stage_registries(report)
 
 
-def molecule_scenarios() -> list[str]:
-    return sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
+def molecule_scenarios(include_manual: bool = False) -> list[str]:
+    """Scenario names; a scenario with a MANUAL file (its text says why) runs only when named."""
+    found = sorted(p.parent for p in (REPO / "molecule").glob("*/molecule.yml"))
+    return [d.name for d in found if include_manual or not (d / "MANUAL").exists()]
+
+
+def report_manual_scenarios() -> None:
+    for marker in sorted((REPO / "molecule").glob("*/MANUAL")):
+        reason = " ".join(marker.read_text().split())
+        log(f"not in the test plan: molecule:{marker.parent.name} ({reason}); run it with ./run molecule:{marker.parent.name}")
 
 
 def stage_molecule(report: Report, scenario: str, log_file: Path | None = None) -> None:
@@ -376,7 +384,8 @@ def main(argv: list[str]) -> int:
                 report.stages.append(StageResult(name=step, seconds=0.0, failed=1, error="not run: setup failed"))
                 continue
             if step == "molecule":
-                services.sweep_stale(molecule_scenarios())
+                report_manual_scenarios()
+                services.sweep_stale(molecule_scenarios(include_manual=True))
                 ensure_registries_for(report, molecule_scenarios())
                 stage_molecule_all(report, molecule_scenarios())
             elif step.startswith("molecule:"):
