@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -116,7 +117,9 @@ def test_pull_back_by_digest_into_a_clean_store(target, tmp_path):
     token = base64.b64encode(f"{INFO['push']['username']}:{PASSWORD}".encode()).decode()
     auth.write_text(json.dumps({"auths": {PUSH.address: {"auth": token}}}))
     auth.chmod(0o600)
-    store = ["podman", "--root", str(tmp_path / "root"), "--runroot", str(tmp_path / "run"), "--storage-driver", "vfs"]
+    # Podman refuses a runroot longer than 50 characters: pytest's tmp_path is too long for it.
+    runroot = tempfile.mkdtemp(prefix="nc-pull-", dir="/tmp")
+    store = ["podman", "--root", str(tmp_path / "root"), "--runroot", runroot, "--storage-driver", "vfs"]
     ref = f"{PUSH.address}/{target.repository}@{digest}"
     try:
         pulled = subprocess.run(
@@ -129,6 +132,7 @@ def test_pull_back_by_digest_into_a_clean_store(target, tmp_path):
         # Only this throwaway store: never `system reset`, which also drops the machine's podman networks.
         subprocess.run([*store, "rmi", "-af"], capture_output=True, check=False)
         shutil.rmtree(tmp_path / "root", ignore_errors=True)
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 @pytest.mark.skipif(ENGINE != "podman", reason="Docker keeps the credentials in root's ~/.docker/config.json")
