@@ -151,7 +151,9 @@ def test_default_ulimits_fit_the_hosts_hard_limit(node, images):
 
 
 def _fails_unchanged(playbook, extra_vars: dict, *expected: str) -> None:
-    name, node = target("debian12")
+    # Indexing, not unpacking: pylint resolves `conftest` to another scenario's module.
+    found = target("debian12")
+    name, node = found[0], found[1]
     before = fingerprint(node)
     result = run_play(name, playbook, extra_vars)
     out = result.stdout + result.stderr

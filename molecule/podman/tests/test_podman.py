@@ -175,7 +175,9 @@ def test_user_services_see_docker_host_and_no_bus_errors(node):
 
 
 def _fails_unchanged(extra_vars: dict, *expected: str) -> str:
-    name, node = target("debian12")
+    # Indexing, not unpacking: pylint resolves `conftest` to another scenario's module.
+    found = target("debian12")
+    name, node = found[0], found[1]
     before = fingerprint(node)
     result = run_play(name, PLAY, extra_vars)
     out = result.stdout + result.stderr
