@@ -89,6 +89,11 @@ def start_daemon(name: str, argv: list[str], ready: list[str], log_path: Path, t
             return
         except ProcessLookupError:
             pidfile.unlink()
+    if run(ready, check=False, capture=True, quiet=True).returncode == 0:
+        # Another checkout's run (a worktree, a concurrent ./run) already serves it:
+        # use it, and leave stopping it to whoever started it.
+        log(f"{name} already answering (started elsewhere); using it")
+        return
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
