@@ -43,7 +43,8 @@ SERVER_CERT = ROOT / "server.crt"
 SERVER_KEY = ROOT / "server.key"
 HTPASSWD = ROOT / "htpasswd"
 PASSWORD_FILE = ROOT / "password"
-INFO_FILE = ROOT / "info.json"
+# Per checkout: worktrees may run their own registries on other ports at the same time.
+INFO_FILE = STATE / "registry-info.json"
 USERNAME = "nanoclaw-ci"
 HOST = "127.0.0.1"
 PUSH_PORT = int(os.environ.get("NANOCLAW_REGISTRY_PORT", "5443"))

@@ -60,10 +60,17 @@ def test_image_is_in_the_engines_store_under_both_tags(target):
     assert target.image_id(f"{target.local}:latest") == tagged
 
 
-@pytest.mark.skipif(ENGINE != "podman", reason="Docker keeps one store, the daemon's")
 def test_image_is_in_the_service_users_store_not_roots(target):
-    assert target.engine(f"image exists {target.local}:latest").rc == 0
-    assert target.host.run(f"podman image exists {target.local}:latest").rc == 1, "root's store has the image too"
+    if ENGINE == "podman":
+        assert target.engine(f"image exists {target.local}:latest").rc == 0
+        assert target.host.run(f"podman image exists {target.local}:latest").rc == 1, "root's store has the image too"
+    else:
+        # Docker keeps one store, the daemon's: the service user reaches it
+        # through the docker group, and has no rootless store of its own.
+        as_user = target.host.run(f"runuser -u {USER} -- docker image inspect --format '{{{{.Id}}}}' {target.local}:latest")
+        assert as_user.rc == 0, as_user.stderr
+        assert "sha256:" + as_user.stdout.strip().removeprefix("sha256:") == target.image_id(f"{target.local}:latest")
+        assert not target.host.file(f"/home/{USER}/.local/share/docker").exists
 
 
 def test_labels_record_commit_source_created_and_build_key(target):
@@ -135,12 +142,20 @@ def test_pull_back_by_digest_into_a_clean_store(target, tmp_path):
         shutil.rmtree(runroot, ignore_errors=True)
 
 
-@pytest.mark.skipif(ENGINE != "podman", reason="Docker keeps the credentials in root's ~/.docker/config.json")
-def test_the_service_user_owns_the_credentials_file_0600(target):
-    f = target.host.file(f"/home/{USER}/.config/nanoclaw-agent-image/auth.json")
-    assert f.user == USER
-    assert f.mode == 0o600
-    assert target.host.file(f"/home/{USER}/.config/nanoclaw-agent-image").mode == 0o700
+def test_the_credentials_file_is_the_pushers_own_and_0600(target):
+    if ENGINE == "podman":
+        f = target.host.file(f"/home/{USER}/.config/nanoclaw-agent-image/auth.json")
+        assert f.user == USER
+        assert f.mode == 0o600
+        assert target.host.file(f"/home/{USER}/.config/nanoclaw-agent-image").mode == 0o700
+    else:
+        # docker_login stores them for root, who pushes through the daemon.
+        f = target.host.file("/root/.docker/config.json")
+        assert f.user == "root"
+        assert f.mode == 0o600
+        assert not target.host.file(f"/home/{USER}/.docker/config.json").exists
+    stored = json.loads(f.content_string)["auths"][PUSH.address]["auth"]
+    assert base64.b64decode(stored).decode() == f"{INFO['push']['username']}:{PASSWORD}"
 
 
 # ---------------------------------------------------------------- a no-change rerun
