@@ -187,6 +187,11 @@ class KubeJobs:
         created = self._call(f"creating a Job in {self.namespace}", self.batch.create_namespaced_job, self.namespace, job)
         return created.metadata.name
 
+    def dry_run_create(self, job: dict) -> None:
+        """Create the Job as a server-side dry run: admission (Pod Security on the Job's pod
+        template is a warning only), quota and RBAC answer, nothing is stored."""
+        self._call("creating the Job (server-side dry run)", self.batch.create_namespaced_job, self.namespace, job, dry_run="All")
+
     def job(self, name: str) -> dict | None:
         from kubernetes.client.exceptions import ApiException
 
@@ -205,12 +210,14 @@ class KubeJobs:
 
     def failed_create(self, job_name: str) -> str | None:
         """The message of a FailedCreate event of the Job (quota, Pod Security, ...)."""
-        events = self._call(
-            "listing the Job's events",
-            self.core.list_namespaced_event,
-            self.namespace,
-            field_selector=f"involvedObject.kind=Job,involvedObject.name={job_name}",
-        )
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            events = self.core.list_namespaced_event(
+                self.namespace, field_selector=f"involvedObject.kind=Job,involvedObject.name={job_name}"
+            )
+        except ApiException:
+            return None  # events are an explanation, not a need: without access, the timeout tells
         for event in events.items:
             if event.reason == "FailedCreate":
                 return event.message

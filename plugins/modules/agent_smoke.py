@@ -269,8 +269,6 @@ notes:
     example one that execs C(podman)) is found the way a login shell would find it.
 seealso:
   - module: nanoclaw.provision.runtime_compat
-  - role: nanoclaw.provision.kubernetes
-    description: Lays down the namespace, claims, RBAC and the Job template this mode uses.
 """
 
 EXAMPLES = r"""
@@ -863,7 +861,7 @@ def main_kubernetes(module: AnsibleModule) -> None:
             name=params["name"],
         )
         if module.check_mode:
-            kube._call("creating the Job (server-side dry run)", kube.batch.create_namespaced_job, params["namespace"], job, dry_run="All")
+            kube.dry_run_create(job)
             module.exit_json(
                 msg=f"check mode: the Job from the template is admitted in namespace {params['namespace']} (dry run); agent not started",
                 failure=None,

@@ -138,6 +138,23 @@ def test_smoke_job_runs_the_fixture_and_reads_the_sentinel_from_the_pod_log(clus
     assert _smoke_jobs_left(cluster) == []
 
 
+def test_the_controller_service_account_is_enough_for_a_session(cluster, converged, tmp_path):
+    """What the role grants the host controller (jobs, pods, pods/log, pods/attach, its template) runs a session."""
+    token = cluster.kubectl("create", "token", "nanoclaw-controller", "-n", NS, "--duration=1h").stdout.strip()
+    config = json.loads(cluster.kubeconfig.read_text())
+    config["users"] = [{"name": "controller", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "controller"
+    kubeconfig = tmp_path / "controller.kubeconfig"
+    kubeconfig.write_text(json.dumps(config))
+    kubeconfig.chmod(0o600)
+    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, kubeconfig=str(kubeconfig))])
+    result = play.results[0]
+    assert not result.get("failed"), json.dumps(result, indent=1)[-3000:]
+    assert result["output"]["status"] == "success"
+    assert result["removed"] is True
+    assert token not in play.log
+
+
 def test_five_concurrent_jobs_complete(cluster, converged, tmp_path):
     calls = [_smoke(cluster, input={"prompt": f"concurrent {i}"}) for i in range(5)]
     play = run_module(tmp_path, "agent_smoke", calls, concurrent=True)
