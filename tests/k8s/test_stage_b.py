@@ -242,7 +242,10 @@ def test_job_latency_over_ten_runs(cluster, converged, tmp_path):
 
 
 def test_an_arbitrary_uid_in_group_0_still_passes(cluster, converged, tmp_path):
-    """The OpenShift rendering (no fixed ids) with the ids restricted-v2 would assign."""
+    """The OpenShift rendering (no fixed ids) with the ids restricted-v2 would assign: a uid from
+    the namespace's range, group 0, and an fsGroup from the range. The fsGroup matters: the
+    kubelet re-owns a local volume's group to the pod's fsGroup (the earlier tests' 1000), so
+    without one an arbitrary uid in group 0 could no longer read the claims."""
     result = cluster.run_role(_role_vars(converged, nanoclaw_kubernetes_openshift=True))
     assert not result.failed, result.out[-3000:]
     ipc = converged / NS / "nanoclaw-ipc-main"
@@ -252,7 +255,7 @@ def test_an_arbitrary_uid_in_group_0_still_passes(cluster, converged, tmp_path):
         [
             _smoke(
                 cluster,
-                pod_security_context={"runAsUser": 1000650000, "runAsGroup": 0},
+                pod_security_context={"runAsUser": 1000650000, "runAsGroup": 0, "fsGroup": 1000650000},
                 ipc_path=str(ipc),
                 env={"NANOCLAW_FIXTURE_IPC_WAIT": "60"},
             )
@@ -261,4 +264,7 @@ def test_an_arbitrary_uid_in_group_0_still_passes(cluster, converged, tmp_path):
     smoke = play.results[0]
     assert not smoke.get("failed"), json.dumps(smoke, indent=1)[-3000:]
     assert smoke["output"]["fixtureReport"]["uid"] == 1000650000
+    assert smoke["ipc"]["reply"]["text"].startswith("fixture reply: ")
     assert smoke["ipc"]["closed"] is True
+    assert smoke["ipc"]["input_left"] == []
+    assert ipc.stat().st_gid == 1000650000, "the kubelet applied the fsGroup to the local volume"
