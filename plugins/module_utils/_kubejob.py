@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ansible_collections.nanoclaw.provision.plugins.module_utils._sentinel import Output, decode
+
 AGENT_CONTAINER = "agent"
 SMOKE_LABEL = "nanoclaw.dev/smoke"
 # Waiting reasons of a container that will not start by itself.
@@ -68,6 +70,24 @@ def prepare_job(
         pod = job["spec"]["template"]["spec"]
         pod["securityContext"] = {**pod.get("securityContext", {}), **pod_security_context}
     return job
+
+
+def untangle(output: Output) -> tuple[Output, int]:
+    """A pod log merges the container's stdout and stderr line by line, so the agent's stderr can
+    land between the markers. When the text between them is not JSON but exactly one of its lines
+    is a JSON object, that line is the output; returns it and how many lines were set aside."""
+    if output.valid:
+        return output, 0
+    lines = [line for line in output.raw.splitlines() if line.strip()]
+    found = [decoded for decoded in (decode(line) for line in lines) if decoded.valid]
+    if len(found) != 1:
+        return output, 0
+    return found[0], len(lines) - 1
+
+
+def untangle_all(outputs: list[Output]) -> tuple[list[Output], int]:
+    untangled = [untangle(o) for o in outputs]
+    return [o for o, _n in untangled], sum(n for _o, n in untangled)
 
 
 def waiting_failure(pod: dict) -> tuple[str, str] | None:

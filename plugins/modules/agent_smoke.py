@@ -37,15 +37,18 @@ description:
     C(job-<group>.yaml)) or takes O(job_template), sets the image, O(env) and
     O(pod_security_context), creates the Job (it mounts the group's claims), waits until the agent
     container runs, writes the JSON input to its stdin through the API (C(attach); the template has
-    C(stdin) and C(stdinOnce)), follows the pod log, parses the sentinel output exactly as the
-    container mode does, and deletes the Job (foreground, with its pod) unless O(keep_job).
+    C(stdin) and C(stdinOnce)), follows the pod log, parses the sentinel output as the container
+    mode does, and deletes the Job (foreground, with its pod) unless O(keep_job). A pod log merges
+    stdout and stderr line by line, so lines of the agent's stderr can land between the markers;
+    when the text between them is not JSON but exactly one of its lines is a JSON object, that
+    line is the output and RV(interleaved_lines) counts the others.
     Failures of its own - V(api_error) (kubeconfig, connection, RBAC, missing template),
     V(job_rejected) (the Job controller could not create the pod, for example the quota or Pod
     Security), V(image_missing) and V(pod_error) (the container cannot start), V(timeout), then the
     output failures of the container mode.
   - IPC round trip (Job mode, O(ipc_path) set) - after the agent's result, writes
-    C(input/<ms>-smoke.json) (C({"type": "message", "text": ...})) into the group's IPC claim as the
-    host sees it, waits for the agent's reply in C(messages/), then writes C(input/_close) and
+    C(input/<ms>-smoke.json) (a JSON object with C(type=message) and the O(ipc_message) as C(text))
+    into the group's IPC claim as the host sees it, waits for the agent's reply in C(messages/), then writes C(input/_close) and
     requires the agent to end. Failures - V(ipc_no_reply), V(ipc_not_closed).
 author:
   - nanoclaw.provision maintainers (!UNKNOWN)
@@ -405,6 +408,10 @@ job_name:
   returned: when engine is kubernetes and the Job was created
   type: str
   sample: nanoclaw-main-x7k2p
+interleaved_lines:
+  description: Job mode - lines of other output (the agent's stderr) found between the markers in the pod log and set aside.
+  returned: when engine is kubernetes and there were any
+  type: int
 started_at:
   description: Job mode - when the module asked for the Job (seconds since the epoch).
   returned: when engine is kubernetes and the Job was created
@@ -699,8 +706,8 @@ class _LogFeed:
 
     def __call__(self, chunk: str) -> None:
         self.text += chunk
-        for _ in self.parser.feed(chunk):
-            self.ended_at.append(time.monotonic() - self.started)
+        completed = self.parser.feed(chunk)
+        self.ended_at.extend([time.monotonic() - self.started] * len(completed))
 
 
 def _wait(predicate, deadline: float, interval: float = 0.1) -> bool:
@@ -734,7 +741,7 @@ def _ipc_round_trip(params: dict, kube: kj.KubeJobs, job_name: str, feed: _LogFe
     kj.ipc_close(ipc_path)
     closed = _wait(lambda: _terminated(kube, job_name), min(deadline, time.monotonic() + params["ipc_timeout"]), 0.2)
     info["closed"] = closed
-    info["reply_outputs"] = [o.value for o in feed.parser.outputs[outputs_before:] if o.valid]
+    info["reply_outputs"] = [o.value for o in kj.untangle_all(feed.parser.outputs[outputs_before:])[0] if o.valid]
     info["input_left"] = sorted(os.listdir(os.path.join(ipc_path, "input")))
     if not got:
         return info, "ipc_no_reply", f"the agent wrote no reply into messages/ of {ipc_path} within {params['ipc_timeout']} s of {sent}"
@@ -817,7 +824,10 @@ def smoke_kubernetes(module: AnsibleModule, kube: kj.KubeJobs, job: dict) -> dic
                     # The whole log, once the container has ended, is what is judged.
                     full = SentinelParser()
                     full.feed(kube.log(pod_name))
-                    judged = full.outputs[: len(session_outputs)] if params["ipc_path"] and session_outputs else full.outputs
+                    outputs, interleaved = kj.untangle_all(full.outputs)
+                    if interleaved:
+                        result["interleaved_lines"] = interleaved
+                    judged = outputs[: len(session_outputs)] if params["ipc_path"] and session_outputs else outputs
                     failure, msg, extra = judge_v1(judged, rc, params["several_outputs"])
                     result.update(extra)
             result["outputs_count"] = len(feed.parser.outputs)

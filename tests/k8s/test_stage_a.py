@@ -174,7 +174,7 @@ def test_service_accounts_and_token_automount(cluster):
 
 def _can_i(cluster, sa: str, verb: str, resource: str, namespace: str = NS) -> bool:
     # `can-i VERB pods/log` would ask about a pod NAMED log: subresources go in --subresource.
-    kind, _, sub = resource.partition("/")
+    kind, _slash, sub = resource.partition("/")
     args = [kind, f"--subresource={sub}"] if kind == "pods" and sub in ("log", "exec", "attach") else [resource]
     proc = cluster.kubectl("auth", "can-i", verb, *args, "-n", namespace, f"--as=system:serviceaccount:{NS}:{sa}", check=False)
     answer = proc.stdout.strip()

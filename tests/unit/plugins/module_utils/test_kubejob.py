@@ -19,8 +19,11 @@ from ansible_collections.nanoclaw.provision.plugins.module_utils._kubejob import
     ipc_prepare,
     ipc_replies,
     prepare_job,
+    untangle,
+    untangle_all,
     waiting_failure,
 )
+from ansible_collections.nanoclaw.provision.plugins.module_utils._sentinel import decode
 
 TEMPLATE = {
     "apiVersion": "batch/v1",
@@ -141,3 +144,33 @@ def test_ipc_replies_skips_partial_and_foreign_files(tmp_path):
 def test_ipc_prepare_needs_the_claim_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         ipc_prepare(os.fspath(tmp_path / "missing"))
+
+
+def test_untangle_sets_aside_stderr_lines_merged_into_the_pod_log():
+    # As seen on the test node: containerd writes stdout and stderr into one log, line by line.
+    raw = '\nfixture agent: a log line on stderr\n{"status": "success", "result": "x"}\n'
+    output, set_aside = untangle(decode(raw))
+    assert output.valid
+    assert output.value == {"status": "success", "result": "x"}
+    assert set_aside == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"status": "success", "result": fixture-not-json',  # broken JSON stays broken
+        '{"a": 1}\n{"b": 2}',  # two candidates: ambiguous, not guessed
+        "[1, 2]",  # not an object
+    ],
+)
+def test_untangle_leaves_what_it_cannot_tell_apart(raw):
+    output, set_aside = untangle(decode(raw))
+    assert not output.valid
+    assert set_aside == 0
+
+
+def test_untangle_all_keeps_order_and_counts():
+    outputs = [decode('{"n": 1}'), decode('noise\n{"n": 2}'), decode("nothing")]
+    untangled, set_aside = untangle_all(outputs)
+    assert [o.value if o.valid else None for o in untangled] == [{"n": 1}, {"n": 2}, None]
+    assert set_aside == 1
