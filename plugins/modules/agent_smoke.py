@@ -31,8 +31,25 @@ description:
     V(exited_early), V(no_heartbeat), V(leftover_container).
   - Secrets are accepted only in O(secrets) (C(no_log)); they go to the container on stdin inside
     the JSON input, never on a command line, and never into the result.
-  - The engine is the C(docker) or C(podman) CLI; the engine layer is separate so that a
-    Kubernetes Job mode can be added later.
+  - The engine is the C(docker) or C(podman) CLI, or V(kubernetes) - the Job mode below.
+  - Job mode (O(engine=kubernetes), V(v1) contract) - reads the agent Job template the
+    C(nanoclaw.provision.kubernetes) role publishes (ConfigMap O(job_template_configmap), key
+    C(job-<group>.yaml)) or takes O(job_template), sets the image, O(env) and
+    O(pod_security_context), creates the Job (it mounts the group's claims), waits until the agent
+    container runs, writes the JSON input to its stdin through the API (C(attach); the template has
+    C(stdin) and C(stdinOnce)), follows the pod log, parses the sentinel output as the container
+    mode does, and deletes the Job (foreground, with its pod) unless O(keep_job). A pod log merges
+    stdout and stderr line by line, so lines of the agent's stderr can land between the markers;
+    when the text between them is not JSON but exactly one of its lines is a JSON object, that
+    line is the output and RV(interleaved_lines) counts the others.
+    Failures of its own - V(api_error) (kubeconfig, connection, RBAC, missing template),
+    V(job_rejected) (the Job controller could not create the pod, for example the quota or Pod
+    Security), V(image_missing) and V(pod_error) (the container cannot start), V(timeout), then the
+    output failures of the container mode.
+  - IPC round trip (Job mode, O(ipc_path) set) - after the agent's result, writes
+    C(input/<ms>-smoke.json) (a JSON object with C(type=message) and the O(ipc_message) as C(text))
+    into the group's IPC claim as the host sees it, waits for the agent's reply in C(messages/), then writes C(input/_close) and
+    requires the agent to end. Failures - V(ipc_no_reply), V(ipc_not_closed).
 author:
   - nanoclaw.provision maintainers (!UNKNOWN)
 attributes:
@@ -41,7 +58,8 @@ attributes:
     support: partial
     details:
       - In check mode the module only checks that the CLI answers and the image exists; it does not
-        start the agent.
+        start the agent. In Job mode it reads the template and creates the Job as a server-side dry
+        run (admission, quota and RBAC are checked; nothing is created).
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in diff mode.
     support: none
@@ -50,12 +68,13 @@ attributes:
       invocation indicates no change.
     support: full
     details:
-      - Never reports C(changed). The containers it starts are removed, and the temporary
+      - Never reports C(changed). The containers and Jobs it starts are removed, and the temporary
         directories it creates are deleted.
 options:
   image:
     description:
-      - The agent image, already present locally (the module never pulls).
+      - The agent image, already present locally (the module never pulls). In Job mode it replaces
+        the template's image, and the node's C(imagePullPolicy) decides.
     type: str
     required: true
   contract:
@@ -67,9 +86,11 @@ options:
   engine:
     description:
       - The container CLI. V(docker) is what NanoClaw calls (Docker, or Podman through a shim);
-        V(podman) calls Podman directly.
+        V(podman) calls Podman directly. V(kubernetes) runs the agent as a Job (only the V(v1)
+        contract); O(executable), O(user), O(environment), O(mounts), O(container_user),
+        O(host_gateway) and O(extra_args) do not apply to it.
     type: str
-    choices: [docker, podman]
+    choices: [docker, podman, kubernetes]
     default: docker
   executable:
     description:
@@ -112,7 +133,7 @@ options:
   env:
     description:
       - Non-secret environment for the container (C(-e KEY=VALUE)); values are visible on the
-        command line, so never put secrets here.
+        command line (in Job mode, in the Job), so never put secrets here.
     type: dict
     default: {}
   container_user:
@@ -133,13 +154,74 @@ options:
     default: []
   name:
     description:
-      - Container name. Default is C(nanoclaw-smoke-) and a random suffix.
+      - Container name. Default is C(nanoclaw-smoke-) and a random suffix. In Job mode the Job's
+        name; default is the template's C(generateName).
     type: str
   timeout:
     description:
-      - Seconds the V(v1) run may take before the container is killed and removed.
+      - Seconds the V(v1) run may take before the container is killed and removed (in Job mode,
+        from creating the Job until the agent ends; the Job is deleted after a timeout).
     type: int
     default: 300
+  kubeconfig:
+    description:
+      - Job mode - the kubeconfig to use. Default is C(KUBECONFIG) or C(~/.kube/config).
+    type: path
+  context:
+    description:
+      - Job mode - the kubeconfig context. Default is the current context.
+    type: str
+  namespace:
+    description:
+      - Job mode - the namespace the kubernetes role manages.
+    type: str
+    default: nanoclaw
+  group:
+    description:
+      - Job mode - the group whose Job template (and so whose claims) the Job uses.
+    type: str
+    default: main
+  job_template_configmap:
+    description:
+      - Job mode - the ConfigMap holding the templates, one key C(job-<group>.yaml) per group.
+    type: str
+    default: nanoclaw-agent-job-template
+  job_template:
+    description:
+      - Job mode - a Job manifest to use instead of reading the ConfigMap.
+    type: dict
+  pod_security_context:
+    description:
+      - Job mode - merged into the pod's C(securityContext), for example C(runAsUser) and
+        C(runAsGroup) as OpenShift's C(restricted-v2) SCC assigns them to a template rendered with
+        C(nanoclaw_kubernetes_openshift=true).
+    type: dict
+    default: {}
+  keep_job:
+    description:
+      - Job mode - leave the Job (and its pod) in place for inspection instead of deleting it; the
+        template's C(ttlSecondsAfterFinished) still applies.
+    type: bool
+    default: false
+  ipc_path:
+    description:
+      - Job mode - the directory backing the group's IPC claim, as this host sees it (a hostPath or
+        local volume on a single node, an NFS mount). When set, the module does the IPC round trip.
+        C(input), C(messages) and C(tasks) are created in it when missing, owned like it; the agent's
+        user must be able to write there (the claim directory owned by it, or group-writable by its
+        group, for example group 0 on OpenShift).
+    type: path
+  ipc_message:
+    description:
+      - Job mode - the text of the follow-up message of the IPC round trip.
+    type: str
+    default: IPC round trip from nanoclaw.provision
+  ipc_timeout:
+    description:
+      - Job mode - seconds to wait for the agent's reply in C(messages/), and then for it to end
+        after C(_close).
+    type: int
+    default: 60
   several_outputs:
     description:
       - What to do when the agent writes more than one output - use the V(last) one as the result,
@@ -178,9 +260,14 @@ options:
       - V(v2) - seconds to wait for C(/workspace/.heartbeat) to be touched.
     type: int
     default: 60
+requirements:
+  - The C(kubernetes) Python package on the host the module runs on, for O(engine=kubernetes).
 notes:
   - Runs each container with C(--rm) and a random name; on timeout or failure it removes the
     container with C(rm -f).
+  - Job mode needs, in the namespace - C(configmaps) get (unless O(job_template)), C(jobs) create,
+    get and delete, C(pods) list, C(pods/attach) create (the input goes to stdin), C(pods/log) get,
+    C(events) list; the kubernetes role's controller Role grants these.
   - The default PATH for O(user) puts C(~/.local/bin) first, so a per-user C(docker) wrapper (for
     example one that execs C(podman)) is found the way a login shell would find it.
 seealso:
@@ -207,6 +294,32 @@ EXAMPLES = r"""
     user: nanoclaw
     install_slug: "{{ nanoclaw_slug }}"
     heartbeat_timeout: 120
+
+- name: The agent as a Kubernetes Job from the kubernetes role's template, with the IPC round trip
+  nanoclaw.provision.agent_smoke:
+    image: registry.example.internal/nanoclaw-agent:1.2.3
+    engine: kubernetes
+    kubeconfig: ~/.kube/nanoclaw.kubeconfig
+    namespace: nanoclaw
+    group: main
+    ipc_path: /var/lib/nanoclaw/volumes/nanoclaw/nanoclaw-ipc-main
+  register: job_smoke
+
+- name: Show the Job latencies
+  ansible.builtin.debug:
+    msg: >-
+      running after {{ job_smoke.timings.create_to_running }} s,
+      result after {{ job_smoke.timings.create_to_parsed }} s,
+      IPC reply after {{ job_smoke.ipc.reply_seconds }} s
+
+- name: As OpenShift's restricted-v2 SCC would run a template rendered with nanoclaw_kubernetes_openshift
+  nanoclaw.provision.agent_smoke:
+    image: registry.example.internal/nanoclaw-agent:1.2.3
+    engine: kubernetes
+    namespace: nanoclaw
+    pod_security_context:
+      runAsUser: 1000650000
+      runAsGroup: 0
 
 - name: Through rootless Podman directly, without the network
   nanoclaw.provision.agent_smoke:
@@ -283,9 +396,42 @@ timings:
     - Seconds from spawning the CLI - C(spawn_to_first_byte) (first stdout byte),
       C(spawn_to_result) (end marker of the last output parsed; v2 - heartbeat seen), C(total)
       (until the container is gone). V(v2) also returns C(stop) (the stop command).
-  returned: when the container was started
+    - Job mode - seconds from the create request - C(create_to_running) (the agent container seen
+      running), C(create_to_parsed) (the end marker of its first output read from the pod log),
+      C(running_to_parsed), C(create_to_exit) (the container terminated) and C(total) (until the
+      Job and its pod are gone).
+  returned: when the container or Job was started
   type: dict
   sample: {"spawn_to_first_byte": 0.61, "spawn_to_result": 0.64, "total": 0.92}
+job_name:
+  description: Job mode - the name of the Job the module created.
+  returned: when engine is kubernetes and the Job was created
+  type: str
+  sample: nanoclaw-main-x7k2p
+interleaved_lines:
+  description: Job mode - lines of other output (the agent's stderr) found between the markers in the pod log and set aside.
+  returned: when engine is kubernetes and there were any
+  type: int
+started_at:
+  description: Job mode - when the module asked for the Job (seconds since the epoch).
+  returned: when engine is kubernetes and the Job was created
+  type: float
+ended_at:
+  description: Job mode - when the Job and its pod were gone (seconds since the epoch).
+  returned: when engine is kubernetes and the Job was created
+  type: float
+pod_name:
+  description: Job mode - the agent pod.
+  returned: when engine is kubernetes and the pod was created
+  type: str
+ipc:
+  description:
+    - Job mode with O(ipc_path) - C(sent) (the input file), C(reply_file) and C(reply) (the agent's
+      message from C(messages/)), C(reply_outputs) (outputs the agent wrote after the follow-up),
+      C(reply_seconds) (from writing the input to seeing the reply), C(closed) (the agent ended
+      after C(_close)), C(input_left) (files still in C(input/)).
+  returned: when engine is kubernetes and ipc_path is set and the agent answered
+  type: dict
 """
 
 import hashlib
@@ -296,8 +442,9 @@ import tempfile
 import time
 import uuid
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.nanoclaw.provision.plugins.module_utils import _kubejob as kj
 from ansible_collections.nanoclaw.provision.plugins.module_utils._engine import CliEngine, ContainerSpec, Engine, Mount
 from ansible_collections.nanoclaw.provision.plugins.module_utils._runner import Account, Runner, RunnerError, resolve_account
 from ansible_collections.nanoclaw.provision.plugins.module_utils._sentinel import SentinelParser
@@ -540,12 +687,211 @@ def smoke_v2(module: AnsibleModule, engine: Engine, account: Account, name: str)
             shutil.rmtree(session, ignore_errors=True)
 
 
+def _payload(params: dict) -> dict:
+    payload = dict(DEFAULT_INPUT)
+    payload.update(params["input"])
+    if params["secrets"]:
+        payload["secrets"] = params["secrets"]
+    return payload
+
+
+class _LogFeed:
+    """The pod log as it streams in: the parser, and when each output ended."""
+
+    def __init__(self, started: float) -> None:
+        self.parser = SentinelParser()
+        self.started = started
+        self.ended_at: list[float] = []
+        self.text = ""
+
+    def __call__(self, chunk: str) -> None:
+        self.text += chunk
+        completed = self.parser.feed(chunk)
+        self.ended_at.extend([time.monotonic() - self.started] * len(completed))
+
+
+def _wait(predicate, deadline: float, interval: float = 0.1) -> bool:
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def _ipc_round_trip(params: dict, kube: kj.KubeJobs, job_name: str, feed: _LogFeed, deadline: float) -> tuple[dict, str | None, str]:
+    ipc_path = params["ipc_path"]
+    before = set(kj.ipc_replies(ipc_path))
+    outputs_before = len(feed.parser.outputs)
+    sent_at = time.monotonic()
+    sent = kj.ipc_message_file(ipc_path, params["ipc_message"], time.time())
+    ipc_deadline = min(deadline, sent_at + params["ipc_timeout"])
+    replies: dict = {}
+
+    def replied() -> bool:
+        replies.update({k: v for k, v in kj.ipc_replies(ipc_path).items() if k not in before})
+        return bool(replies)
+
+    got = _wait(replied, ipc_deadline)
+    info: dict = {"sent": sent, "reply_seconds": _round(time.monotonic() - sent_at) if got else None}
+    if got:
+        name = sorted(replies)[0]
+        info["reply_file"] = name
+        info["reply"] = replies[name]
+        os.unlink(os.path.join(ipc_path, "messages", name))  # the host consumes it, as NanoClaw's does
+    kj.ipc_close(ipc_path)
+    closed = _wait(lambda: _terminated(kube, job_name), min(deadline, time.monotonic() + params["ipc_timeout"]), 0.2)
+    info["closed"] = closed
+    info["reply_outputs"] = [o.value for o in kj.untangle_all(feed.parser.outputs[outputs_before:])[0] if o.valid]
+    info["input_left"] = sorted(os.listdir(os.path.join(ipc_path, "input")))
+    if not got:
+        return info, "ipc_no_reply", f"the agent wrote no reply into messages/ of {ipc_path} within {params['ipc_timeout']} s of {sent}"
+    if not closed:
+        return info, "ipc_not_closed", f"the agent answered over IPC but did not end within {params['ipc_timeout']} s of input/_close"
+    return info, None, ""
+
+
+def _terminated(kube: kj.KubeJobs, job_name: str) -> bool:
+    pod = kube.pod(job_name)
+    return pod is not None and kj.container_exit_code(pod) is not None
+
+
+def smoke_kubernetes(module: AnsibleModule, kube: kj.KubeJobs, job: dict) -> dict:
+    params = module.params
+    if params["ipc_path"]:
+        kj.ipc_prepare(params["ipc_path"])
+    started = time.monotonic()
+    deadline = started + params["timeout"]
+    created_at = time.time()
+    job_name = kube.create(job)
+    result: dict = {"job_name": job_name, "pod_name": None, "started_at": round(created_at, 3)}
+    timings: dict = {}
+    failure, msg = None, ""
+    try:
+        pod = None
+        running_at = None
+        next_event_check = started + 1
+        while time.monotonic() < deadline:
+            pod = kube.pod(job_name)
+            if pod is not None:
+                result["pod_name"] = pod["metadata"]["name"]
+                stuck = kj.waiting_failure(pod)
+                if stuck:
+                    failure, msg = stuck
+                    break
+                if kj.container_running(pod) or kj.container_exit_code(pod) is not None:
+                    running_at = time.monotonic() - started
+                    break
+            elif time.monotonic() >= next_event_check:
+                rejected = kube.failed_create(job_name)
+                if rejected:
+                    failure, msg = "job_rejected", f"the Job controller could not create the agent pod: {rejected}"
+                    break
+                next_event_check = time.monotonic() + 1
+            time.sleep(0.1)
+        timings["create_to_running"] = _round(running_at)
+        if failure is None and running_at is None:
+            failure, msg = "timeout", f"the agent pod did not start within {params['timeout']} s"
+        feed = _LogFeed(started)
+        if failure is None:
+            pod_name = result["pod_name"]
+            follower = kube.follow_log(pod_name, feed, max(1.0, deadline - time.monotonic()))
+            try:
+                kube.attach_stdin(pod_name, json.dumps(_payload(params)))
+            except kj.KubeError as exc:
+                # An agent that exits at once cannot be attached to; its log still says why.
+                result["attach_error"] = str(exc)
+            _wait(lambda: bool(feed.parser.outputs) or _terminated(kube, job_name), deadline, 0.05)
+            if feed.ended_at:
+                timings["create_to_parsed"] = _round(feed.ended_at[0])
+                timings["running_to_parsed"] = _round(feed.ended_at[0] - running_at)
+            session_outputs = list(feed.parser.outputs)
+            if (
+                params["ipc_path"]
+                and session_outputs
+                and session_outputs[-1].valid
+                and session_outputs[-1].value.get("status") == "success"
+            ):
+                result["ipc"], failure, msg = _ipc_round_trip(params, kube, job_name, feed, deadline)
+            if failure is None:
+                if not _wait(lambda: _terminated(kube, job_name), deadline, 0.2):
+                    failure, msg = "timeout", f"the agent did not finish within {params['timeout']} s; Job {job_name} deleted"
+                else:
+                    timings["create_to_exit"] = _round(time.monotonic() - started)
+                    follower.join(timeout=10)
+                    pod = kube.pod(job_name) or pod
+                    rc = kj.container_exit_code(pod)
+                    result["exit_code"] = rc
+                    # The whole log, once the container has ended, is what is judged.
+                    full = SentinelParser()
+                    full.feed(kube.log(pod_name))
+                    outputs, interleaved = kj.untangle_all(full.outputs)
+                    if interleaved:
+                        result["interleaved_lines"] = interleaved
+                    judged = outputs[: len(session_outputs)] if params["ipc_path"] and session_outputs else outputs
+                    failure, msg, extra = judge_v1(judged, rc, params["several_outputs"])
+                    result.update(extra)
+            result["outputs_count"] = len(feed.parser.outputs)
+        if result["pod_name"]:
+            try:
+                result["stdout_tail"] = tail(kube.log(result["pod_name"]))
+            except kj.KubeError:
+                result["stdout_tail"] = tail(feed.text)
+    finally:
+        if not params["keep_job"]:
+            result["removed"] = kube.delete(job_name)
+        timings["total"] = _round(time.monotonic() - started)
+        result["timings"] = timings
+        result["ended_at"] = round(created_at + timings["total"], 3)
+    result.update(failure=failure, msg=msg)
+    return result
+
+
+def main_kubernetes(module: AnsibleModule) -> None:
+    params = module.params
+    base = {"changed": False, "container_name": None, "executable": None}
+    if params["contract"] != "v1":
+        module.fail_json(
+            msg="engine=kubernetes supports the v1 contract only (the v2 heartbeat lives in a session directory, not in the claims)",
+            failure="unsupported",
+            **base,
+        )
+    try:
+        import kubernetes  # noqa: F401 - optional dependency
+    except ImportError:
+        module.fail_json(msg=missing_required_lib("kubernetes"), failure="engine_missing", **base)
+    try:
+        kube = kj.KubeJobs(params["kubeconfig"], params["context"], params["namespace"])
+        template = params["job_template"] or kube.template(params["job_template_configmap"], f"job-{params['group']}.yaml")
+        job = kj.prepare_job(
+            template,
+            params["image"],
+            uuid.uuid4().hex[:12],
+            env=params["env"],
+            pod_security_context=params["pod_security_context"],
+            name=params["name"],
+        )
+        if module.check_mode:
+            kube.dry_run_create(job)
+            module.exit_json(
+                msg=f"check mode: the Job from the template is admitted in namespace {params['namespace']} (dry run); agent not started",
+                failure=None,
+                **base,
+            )
+        result = smoke_kubernetes(module, kube, job)
+    except (kj.KubeError, ValueError, OSError) as exc:
+        module.fail_json(msg=str(exc), failure="api_error", **base)
+    result.update(base)
+    if result["failure"]:
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "image": {"type": "str", "required": True},
             "contract": {"type": "str", "choices": ["v1", "v2"], "default": "v1"},
-            "engine": {"type": "str", "choices": ["docker", "podman"], "default": "docker"},
+            "engine": {"type": "str", "choices": ["docker", "podman", "kubernetes"], "default": "docker"},
             "executable": {"type": "str"},
             "user": {"type": "str"},
             "environment": {"type": "dict", "default": {}},
@@ -570,10 +916,24 @@ def main() -> None:
             "entrypoint": {"type": "str", "default": "bash"},
             "command": {"type": "list", "elements": "str", "default": ["-c", "exec bun run /app/src/index.ts"]},
             "heartbeat_timeout": {"type": "int", "default": 60},
+            "kubeconfig": {"type": "path"},
+            "context": {"type": "str"},
+            "namespace": {"type": "str", "default": "nanoclaw"},
+            "group": {"type": "str", "default": "main"},
+            "job_template_configmap": {"type": "str", "default": "nanoclaw-agent-job-template"},
+            "job_template": {"type": "dict"},
+            "pod_security_context": {"type": "dict", "default": {}},
+            "keep_job": {"type": "bool", "default": False},
+            "ipc_path": {"type": "path"},
+            "ipc_message": {"type": "str", "default": "IPC round trip from nanoclaw.provision"},
+            "ipc_timeout": {"type": "int", "default": 60},
         },
         supports_check_mode=True,
     )
     params = module.params
+    if params["engine"] == "kubernetes":
+        main_kubernetes(module)
+        return
     name = params["name"] or f"nanoclaw-smoke-{uuid.uuid4().hex[:8]}"
     try:
         account = resolve_account(params["user"])

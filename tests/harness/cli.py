@@ -1,9 +1,9 @@
 """`./run`: the one entry point of the project's setup, demo and tests.
 
 ./run site     provision the embedded demo target end to end (playbooks/site.yml)
-./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, k8s:a, molecule
+./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, k8s:a, k8s:b, molecule
 ./run down     remove the demo target and stop what the harness started
-./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules k8s:a registries molecule[:NAME]
+./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules k8s:a k8s:b registries molecule[:NAME]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.harness"
 
-from tests.harness import fixture_repo, fixtures, images, k8s, registry, services
+from tests.harness import fixture_repo, fixtures, images, k8s, k8s_node, registry, services
 from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run
 from tests.harness.results import junit_counts
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
@@ -304,27 +304,42 @@ def stage_molecule_all(report: Report, scenarios: list[str]) -> None:
 
 
 def stage_k8s(report: Report, which: str) -> None:
-    """A real control plane built from the k8s.io/kubernetes module, and the kubernetes role's tests on it."""
-    if which != "a":
-        raise SystemExit(f"unknown kubernetes stage k8s:{which} (stage B is not built yet; see docs/KUBERNETES.md)")
+    """A real cluster built from the k8s.io/kubernetes module, and the kubernetes role's tests on it.
+
+    k8s:a - the control plane only (tests/k8s/test_stage_a.py);
+    k8s:b - plus a node (containerd, CNI bridge, kubelet) where agent Jobs really run
+    (tests/k8s/test_stage_b.py: agent_smoke's Job mode, concurrency, IPC, Job latency).
+    """
+    if which not in ("a", "b"):
+        raise SystemExit(f"unknown kubernetes stage k8s:{which} (k8s:a or k8s:b)")
     cluster = None
-    with report.stage("k8s:cluster") as st:
-        cluster = k8s.start()
-        st.passed += 1
-    if cluster is None:
-        return
+    node_started = False
     try:
+        with report.stage("k8s:cluster" if which == "a" else "k8s:cluster+node") as st:
+            cluster = k8s.start()
+            if which == "b":
+                node_started = True
+                k8s_node.start(cluster)
+            st.passed += 1
+        if report.stages[-1].error or cluster is None:
+            return
+        latency = OUTPUT / "k8s-job-latency.txt"
+        latency.unlink(missing_ok=True)
         _pytest(
             report,
-            "k8s:a",
-            [str(venv_bin() / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/k8s"],
+            f"k8s:{which}",
+            [str(venv_bin() / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/k8s/test_stage_{which}.py"],
             env={
                 "NANOCLAW_K8S_KUBECONFIG": str(cluster.admin_kubeconfig),
                 "NANOCLAW_K8S_KUBECTL": str(cluster.bin / "kubectl"),
                 "NANOCLAW_K8S_VERSION": k8s.K8S_VERSION,
             },
         )
+        if latency.exists():
+            print(latency.read_text(), end="", flush=True)
     finally:
+        if node_started:
+            k8s_node.stop(cluster)
         k8s.stop()
 
 
@@ -359,7 +374,7 @@ STAGES = {
 
 def plan(args: list[str]) -> list[str]:
     if not args or args == ["test"]:
-        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "k8s:a", "molecule"]
+        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "k8s:a", "k8s:b", "molecule"]
     if args == ["site"]:
         return ["setup", "host", "images", "site"]
     return args

@@ -54,11 +54,14 @@ def _openssl(*args: str, cwd: Path) -> None:
     run(["openssl", *args], cwd=cwd, capture=True, quiet=True)
 
 
-def _client_cert(pki: Path, name: str, subject: str) -> None:
+def _client_cert(pki: Path, name: str, subject: str, usage: str = "clientAuth", san: str = "") -> None:
     _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
     _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
     ext = pki / f"{name}.ext"
-    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n")
+    ext.write_text(
+        f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"
+        + (f"subjectAltName={san}\n" if san else "")
+    )
     _openssl(
         "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
         "-days", "30", "-sha256", "-extfile", ext.name, "-out", f"{name}.crt", cwd=pki,
@@ -68,6 +71,7 @@ def _client_cert(pki: Path, name: str, subject: str) -> None:
 def make_pki(pki: Path) -> None:
     """CA, apiserver serving cert, client certs for admin and the controllers, SA keys."""
     if (pki / "complete").exists():
+        _kubelet_client_cert(pki)
         return
     shutil.rmtree(pki, ignore_errors=True)
     pki.mkdir(parents=True)
@@ -89,7 +93,14 @@ def make_pki(pki: Path) -> None:
     _client_cert(pki, "scheduler", "/CN=system:kube-scheduler")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    _kubelet_client_cert(pki)
     (pki / "complete").write_text("ok\n")
+
+
+def _kubelet_client_cert(pki: Path) -> None:
+    """The apiserver's client certificate towards kubelets (pod logs, attach); added for stage B."""
+    if not (pki / "apiserver-kubelet-client.crt").exists():
+        _client_cert(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
 
 
 def kubeconfig(path: Path, server: str, ca: Path, user: str, creds: tuple[Path, Path]) -> Path:
@@ -170,6 +181,12 @@ def start(root: Path | None = None) -> Cluster:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--authorization-mode=Node,RBAC",
+            # How the apiserver reaches a kubelet (stage B: pod logs, attach): its client
+            # certificate, the CA that signed the kubelet's serving certificate, by InternalIP.
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--enable-admission-plugins=NodeRestriction",
             "--allow-privileged=true",
             "--anonymous-auth=false",

@@ -22,7 +22,7 @@ from .common import CACHE, HarnessError, log, run
 # Pinned release. 1.33 is the newest line that still runs on cgroup v1 without opting in
 # and whose kubelet still accepts containerd 1.6 (Debian 12's); the Go proxy serves it.
 K8S_VERSION = os.environ.get("NANOCLAW_K8S_VERSION", "v1.33.13")
-COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet")
 GO = os.environ.get("NANOCLAW_GO", "/usr/local/go/bin/go")
 
 

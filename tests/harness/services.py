@@ -117,6 +117,18 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def running(name: str) -> bool:
+    """Whether a daemon of this checkout (pidfile) is alive."""
+    pidfile = _pidfile(name)
+    if not pidfile.exists():
+        return False
+    try:
+        os.kill(int(pidfile.read_text()), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    return True
+
+
 def stop_daemon(name: str) -> None:
     pidfile = _pidfile(name)
     if not pidfile.exists():

@@ -173,7 +173,10 @@ def test_service_accounts_and_token_automount(cluster):
 
 
 def _can_i(cluster, sa: str, verb: str, resource: str, namespace: str = NS) -> bool:
-    proc = cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace, f"--as=system:serviceaccount:{NS}:{sa}", check=False)
+    # `can-i VERB pods/log` would ask about a pod NAMED log: subresources go in --subresource.
+    kind, _slash, sub = resource.partition("/")
+    args = [kind, f"--subresource={sub}"] if kind == "pods" and sub in ("log", "exec", "attach") else [resource]
+    proc = cluster.kubectl("auth", "can-i", verb, *args, "-n", namespace, f"--as=system:serviceaccount:{NS}:{sa}", check=False)
     answer = proc.stdout.strip()
     assert answer in ("yes", "no"), proc.stderr
     return answer == "yes"
@@ -183,11 +186,13 @@ CONTROLLER_ALLOWED = [
     ("create", "jobs.batch"), ("get", "jobs.batch"), ("list", "jobs.batch"), ("watch", "jobs.batch"), ("delete", "jobs.batch"),
     ("get", "pods"), ("list", "pods"), ("watch", "pods"), ("get", "pods/log"),
     ("get", "persistentvolumeclaims"), ("list", "persistentvolumeclaims"), ("create", "persistentvolumeclaims"),
+    ("create", "pods/attach"), ("get", "pods/attach"), ("get", "configmaps/nanoclaw-agent-job-template"),
 ]  # fmt: skip
 CONTROLLER_DENIED = [
     ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"), ("patch", "jobs.batch"), ("update", "jobs.batch"),
     ("get", "secrets"), ("list", "secrets"), ("delete", "persistentvolumeclaims"), ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"), ("update", "configmaps"), ("create", "serviceaccounts/token"),
+    ("get", "configmaps/kube-root-ca.crt"), ("list", "configmaps"),
 ]  # fmt: skip
 
 

@@ -1,0 +1,271 @@
+"""Stage B: agent Jobs really run on a node (containerd + CNI bridge + kubelet) - `./run k8s:b`.
+
+The harness starts the control plane of stage A plus a node (tests/harness/k8s_node.py) with
+the TEST FIXTURE agent images imported into its containerd. The kubernetes role lays down the
+runtime with local static volumes on that node; agent_smoke's Job mode then runs the fixture
+from the role's Job template: the input goes to the agent's stdin through attach, the result is
+parsed from the pod log, the IPC round trip goes through the claim's directory on the node.
+
+The tests run in file order and share the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+
+import pytest
+from conftest import run_module
+
+NS = "nc-stage-b"
+NODE = "nanoclaw-node"
+AGENT = "localhost/nanoclaw-fixture-agent"
+ROLE_SECRET = "sk-role-5b1d0c7e-in-the-pod-env-only"
+INPUT_SECRET = "sk-input-9e2f4a61-stdin-only"
+CLAIMS = ["nanoclaw-group-main", "nanoclaw-ipc-main", "nanoclaw-sessions-main", "nanoclaw-project-ro"]
+OUTPUT = Path(__file__).resolve().parents[1] / "output"
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory) -> Path:
+    """The local volumes' directories on the node, made by the host side as a single-node setup does:
+    owned by the agent's uid (1000) and group 0, group-writable with setgid, so that both the
+    template's fixed uid and an OpenShift-style arbitrary uid in group 0 can write."""
+    base = tmp_path_factory.mktemp("volumes")
+    base.chmod(0o755)
+    base.parent.chmod(0o755)
+    for claim in CLAIMS:
+        path = base / NS / claim
+        path.mkdir(parents=True)
+        os.chown(path, 1000, 0)
+        path.chmod(0o2775)
+    (base / NS).chmod(0o755)
+    return base
+
+
+def _role_vars(volumes: Path, **overrides) -> dict:
+    return {
+        "nanoclaw_kubernetes_namespace": NS,
+        "nanoclaw_kubernetes_groups": ["main"],
+        "nanoclaw_kubernetes_access_mode": "ReadWriteOnce",
+        "nanoclaw_kubernetes_project_access_mode": "ReadOnlyMany",
+        "nanoclaw_kubernetes_static_pvs": True,
+        "nanoclaw_kubernetes_static_pv_type": "local",
+        "nanoclaw_kubernetes_static_pv_path": str(volumes),
+        "nanoclaw_kubernetes_node_name": NODE,
+        "nanoclaw_kubernetes_wait_for_bound": True,
+        "nanoclaw_kubernetes_secret_data": {"ANTHROPIC_API_KEY": ROLE_SECRET},
+        "nanoclaw_kubernetes_agent_image": f"{AGENT}:ok",
+        "nanoclaw_kubernetes_image_pull_policy": "Never",
+        # Five agents must fit the 2-CPU node at once.
+        "nanoclaw_kubernetes_agent_cpu": "1",
+        "nanoclaw_kubernetes_agent_memory": "512Mi",
+        "nanoclaw_kubernetes_agent_cpu_request": "100m",
+        "nanoclaw_kubernetes_agent_memory_request": "128Mi",
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def converged(cluster, volumes) -> Path:
+    result = cluster.run_role(_role_vars(volumes))
+    assert not result.failed, result.out[-3000:]
+    return volumes
+
+
+def _smoke(cluster, **args) -> dict:
+    return {
+        "engine": "kubernetes",
+        "image": f"{AGENT}:ok",
+        "kubeconfig": str(cluster.kubeconfig),
+        "namespace": NS,
+        "group": "main",
+        "timeout": 120,
+        **args,
+    }
+
+
+def _smoke_jobs_left(cluster) -> list[str]:
+    return cluster.kubectl("get", "jobs,pods", "-n", NS, "-l", "nanoclaw.dev/smoke", "-o", "name").stdout.split()
+
+
+def test_the_node_is_ready_on_containerd(cluster):
+    node = cluster.get("node", NODE)
+    ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+    assert ready["Ready"] == "True"
+    info = node["status"]["nodeInfo"]
+    assert info["containerRuntimeVersion"].startswith("containerd://1.6.")
+    assert info["kubeletVersion"] == os.environ["NANOCLAW_K8S_VERSION"]
+
+
+def test_check_mode_dry_runs_the_job_and_creates_nothing(cluster, converged, tmp_path):
+    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster)], check=True)
+    result = play.results[0]
+    assert not result.get("failed"), result
+    assert "admitted" in result["msg"]
+    assert _smoke_jobs_left(cluster) == []
+
+
+def test_smoke_job_runs_the_fixture_and_reads_the_sentinel_from_the_pod_log(cluster, converged, tmp_path):
+    prompt = "stage B smoke"
+    play = run_module(
+        tmp_path,
+        "agent_smoke",
+        [_smoke(cluster, input={"prompt": prompt, "isMain": True}, secrets={"ANTHROPIC_API_KEY": INPUT_SECRET})],
+    )
+    result = play.results[0]
+    assert not result.get("failed"), json.dumps(result, indent=1)[-3000:]
+    assert result["failure"] is None
+    assert result["output"]["status"] == "success"
+    assert result["output"]["result"] == f"fixture echo: {prompt}"
+    report = result["output"]["fixtureReport"]
+    # The template's securityContext and claims, as the pod really had them.
+    assert report["uid"] == 1000
+    assert set(report["mounts"]) >= {"/workspace/group", "/workspace/project", "/home/node/.claude", "/app/src"}
+    assert report["projectWritable"] is False
+    # The input (with its secret) went to stdin through attach: delivered, and nowhere else.
+    assert report["secretKeys"] == ["ANTHROPIC_API_KEY"]
+    assert report["secretExposure"] == {"argv": False, "environ": False}
+    assert INPUT_SECRET not in play.log
+    assert INPUT_SECRET not in json.dumps(result)
+    assert result["exit_code"] == 0
+    assert result["job_name"].startswith("nanoclaw-main-")
+    timings = result["timings"]
+    assert 0 < timings["create_to_running"] <= timings["create_to_parsed"] <= timings["total"]
+    assert result["removed"] is True
+    assert _smoke_jobs_left(cluster) == []
+
+
+def test_the_controller_service_account_is_enough_for_a_session(cluster, converged, tmp_path):
+    """What the role grants the host controller (jobs, pods, pods/log, pods/attach, its template) runs a session."""
+    token = cluster.kubectl("create", "token", "nanoclaw-controller", "-n", NS, "--duration=1h").stdout.strip()
+    config = json.loads(cluster.kubeconfig.read_text())
+    config["users"] = [{"name": "controller", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "controller"
+    kubeconfig = tmp_path / "controller.kubeconfig"
+    kubeconfig.write_text(json.dumps(config))
+    kubeconfig.chmod(0o600)
+    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, kubeconfig=str(kubeconfig))])
+    result = play.results[0]
+    assert not result.get("failed"), json.dumps(result, indent=1)[-3000:]
+    assert result["output"]["status"] == "success"
+    assert result["removed"] is True
+    assert token not in play.log
+
+
+def test_five_concurrent_jobs_complete(cluster, converged, tmp_path):
+    calls = [_smoke(cluster, input={"prompt": f"concurrent {i}"}) for i in range(5)]
+    play = run_module(tmp_path, "agent_smoke", calls, concurrent=True)
+    assert len(play.results) == 5
+    for index, result in enumerate(play.results):
+        assert not result.get("failed"), json.dumps(result, indent=1)[-2000:]
+        assert result["output"]["result"] == f"fixture echo: concurrent {index}"
+        assert result["removed"] is True
+    assert len({r["job_name"] for r in play.results}) == 5
+    # They really overlapped: how many Jobs existed at once, at the latest start.
+    intervals = [(r["started_at"], r["ended_at"]) for r in play.results]
+    starts = [s for s, _e in intervals]
+    overlap = max(sum(1 for s, e in intervals if s <= start < e) for start in starts)
+    print(f"5 concurrent Jobs: at most {overlap} at once; wall {max(e for _s, e in intervals) - min(starts):.1f} s")
+    assert overlap >= 2, intervals
+    assert _smoke_jobs_left(cluster) == []
+
+
+def test_a_failing_agent_is_reported_clearly(cluster, converged, tmp_path):
+    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, image=f"{AGENT}:status-error")])
+    result = play.results[0]
+    assert result.get("failed") is True
+    assert result["failure"] == "status_error"
+    assert result["msg"] == "the agent answered status='error': fixture agent: simulated failure"
+    assert result["agent_error"] == "fixture agent: simulated failure"
+    assert result["exit_code"] == 1
+    assert "fixture agent: simulated failure" in result["stdout_tail"]
+    assert result["removed"] is True
+    assert _smoke_jobs_left(cluster) == []
+
+
+def test_a_hanging_agent_times_out_and_its_job_is_deleted(cluster, converged, tmp_path):
+    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, image=f"{AGENT}:hang", timeout=15)])
+    result = play.results[0]
+    assert result.get("failed") is True
+    assert result["failure"] == "timeout"
+    assert "did not finish within 15 s" in result["msg"]
+    assert result["removed"] is True
+    assert _smoke_jobs_left(cluster) == []
+
+
+def test_a_missing_template_is_an_api_error(cluster, converged, tmp_path):
+    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, group="nosuchgroup")])
+    result = play.results[0]
+    assert result["failure"] == "api_error"
+    assert "has no key job-nosuchgroup.yaml" in result["msg"]
+
+
+def test_ipc_round_trip_across_the_claims(cluster, converged, tmp_path):
+    ipc = converged / NS / "nanoclaw-ipc-main"
+    message = "follow-up over the ipc claim"
+    play = run_module(
+        tmp_path,
+        "agent_smoke",
+        [_smoke(cluster, ipc_path=str(ipc), ipc_message=message, env={"NANOCLAW_FIXTURE_IPC_WAIT": "60"})],
+    )
+    result = play.results[0]
+    assert not result.get("failed"), json.dumps(result, indent=1)[-3000:]
+    trip = result["ipc"]
+    assert trip["reply"]["text"] == f"fixture reply: {message}"
+    assert trip["reply"]["inReplyTo"] == trip["sent"]
+    assert trip["reply_outputs"] == [{"status": "success", "result": f"fixture reply: {message}", "newSessionId": "fixture-session-1"}]
+    assert trip["closed"] is True
+    assert trip["input_left"] == [], "the agent consumes its input and _close"
+    # The session's own result is judged, not the follow-up's.
+    assert result["output"]["result"].startswith("fixture echo: ")
+    assert result["exit_code"] == 0
+    assert sorted(p.name for p in ipc.iterdir()) == ["input", "messages", "tasks"]
+    assert list((ipc / "messages").iterdir()) == [], "the host side consumed the reply"
+
+
+def test_job_latency_over_ten_runs(cluster, converged, tmp_path):
+    """Measured, not asserted: create -> running -> parsed, p50 over ten sequential Jobs."""
+    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, input={"prompt": f"latency {i}"}) for i in range(10)])
+    for result in play.results:
+        assert not result.get("failed"), json.dumps(result, indent=1)[-2000:]
+    keys = ("create_to_running", "running_to_parsed", "create_to_parsed", "total")
+    samples = {k: [r["timings"][k] for r in play.results] for k in keys}
+    lines = ["Job latency over 10 sequential runs of agent_smoke engine=kubernetes (seconds)"]
+    for key in keys:
+        values = sorted(samples[key])
+        lines.append(f"  {key:<18} p50 {statistics.median(values):6.2f}  min {values[0]:6.2f}  max {values[-1]:6.2f}  all {values}")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "k8s-job-latency.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def test_an_arbitrary_uid_in_group_0_still_passes(cluster, converged, tmp_path):
+    """The OpenShift rendering (no fixed ids) with the ids restricted-v2 would assign: a uid from
+    the namespace's range, group 0, and an fsGroup from the range. The fsGroup matters: the
+    kubelet re-owns a local volume's group to the pod's fsGroup (the earlier tests' 1000), so
+    without one an arbitrary uid in group 0 could no longer read the claims."""
+    result = cluster.run_role(_role_vars(converged, nanoclaw_kubernetes_openshift=True))
+    assert not result.failed, result.out[-3000:]
+    ipc = converged / NS / "nanoclaw-ipc-main"
+    play = run_module(
+        tmp_path,
+        "agent_smoke",
+        [
+            _smoke(
+                cluster,
+                pod_security_context={"runAsUser": 1000650000, "runAsGroup": 0, "fsGroup": 1000650000},
+                ipc_path=str(ipc),
+                env={"NANOCLAW_FIXTURE_IPC_WAIT": "60"},
+            )
+        ],
+    )
+    smoke = play.results[0]
+    assert not smoke.get("failed"), json.dumps(smoke, indent=1)[-3000:]
+    assert smoke["output"]["fixtureReport"]["uid"] == 1000650000
+    assert smoke["ipc"]["reply"]["text"].startswith("fixture reply: ")
+    assert smoke["ipc"]["closed"] is True
+    assert smoke["ipc"]["input_left"] == []
+    assert ipc.stat().st_gid == 1000650000, "the kubelet applied the fsGroup to the local volume"
