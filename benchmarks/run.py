@@ -130,6 +130,14 @@ def prepare_engines() -> list[Engine]:
     ]
 
 
+def engine_problem(engine: Engine) -> str | None:
+    """None when the engine runs a container with its default network; else its error (it is then left out, and said so)."""
+    proc = subprocess.run([*engine.cli, "run", "--rm", "--entrypoint", "true", IMAGE], capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return None
+    return " ".join(proc.stderr.split())[:300] or f"exit code {proc.returncode}"
+
+
 def floor_runs(engine: Engine, runs: int) -> list[float]:
     """``run --rm --entrypoint true IMAGE`` on the same engine, timed from spawn to exit."""
     argv = [*engine.cli, "run", "--rm", "--entrypoint", "true", IMAGE]
@@ -446,13 +454,17 @@ def render(data: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in data["cold"].values():
+        if "unavailable" in row:
+            error = row["unavailable"].replace("|", "/")
+            lines.append(f"| {row['title']} | not measured: this engine could not run a container in this run: `{error}` |||||||||")
+            continue
         f, a, g = row["floor"], row["agent"], row["total"]
         lines.append(
             f"| {row['title']} | {fmt_s(f['p50'])} | {fmt_s(f['p95'])} | {fmt_s(a['p50'])} | {fmt_s(a['p95'])} "
             f"| {fmt_s(g['p50'])} | {fmt_s(g['p95'])} | {a['p50'] / f['p50']:.2f}x "
             f"| {g['p50'] / f['p50']:.2f}x | {g['p95'] / f['p95']:.2f}x |"
         )
-    lines.append(f"| Kubernetes Job | not measured: {data['kubernetes']} | | | | | | | | |")
+    lines.append(f"| Kubernetes Job | not measured: {data['kubernetes']} |||||||||")
     lines += [
         "",
         f"## 5 concurrent agents vs one ({data['concurrent_rounds']} agents per host)",
@@ -465,6 +477,9 @@ def render(data: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in data["concurrent"].values():
+        if "unavailable" in row:
+            lines.append(f"| {row['title']} | not measured (see above) |||||||")
+            continue
         one, five = row["one"], row["five"]
         lines.append(
             f"| {row['title']} | {fmt_s(one['p50'])} | {fmt_s(five['p50'])} | {fmt_s(five['p95'])} | {five['p50'] / one['p50']:.2f}x "
@@ -582,6 +597,11 @@ def main(argv: list[str] | None = None) -> int:
                 # Rootless networking (slirp4netns) needs /dev/net/tun as a normal host has it; only for that engine's runs.
                 usable_tun = device_mode("/dev/net/tun", 0o666) if engine.key == "podman-rootless" else contextlib.nullcontext()
                 with usable_tun:
+                    problem = engine_problem(engine)
+                    if problem:
+                        log(f"not measuring {engine.key}: {problem}")
+                        data["cold"][engine.key] = data["concurrent"][engine.key] = {"title": engine.title, "unavailable": problem}
+                        continue
                     data["cold"][engine.key], data["concurrent"][engine.key] = bench_engine(engine, runs, rounds, workdir)
             data["kubernetes"] = kubernetes_job_status()
             data["site"] = {}

@@ -331,8 +331,9 @@ def run_playbook(pdd: Path, ident: str) -> RunnerResult:
         data = event.get("event_data", {})
         if event.get("event") == "playbook_on_stats":
             stats = {k: data.get(k) or {} for k in ("ok", "changed", "failures", "dark", "skipped", "processed")}
-        if event.get("event") == "playbook_on_task_start" and data.get("role"):
-            paths.append(data.get("task_path", ""))
+        # Tasks read from a role's files (a role's own name is also set on its implicit tasks, whose path is the playbook).
+        if event.get("event") == "playbook_on_task_start" and "/roles/" in data.get("task_path", ""):
+            paths.append(data["task_path"])
     command_file = artifacts / "command"
     command = json.loads(command_file.read_text()).get("command", []) if command_file.exists() else []
     return RunnerResult(status=status, rc=rc, stats=stats, role_task_paths=paths, command=command, artifacts=artifacts)
