@@ -97,7 +97,6 @@ def _build_derived(name: str, template: str, parent: str, build_dir: Path) -> bo
     containerfile = build_dir / "Containerfile"
     containerfile.write_text(template.format(parent=parent, label=RECIPE_LABEL, recipe=recipe))
     run(["podman", "build", "--pull=never", "-t", name, "-f", str(containerfile), str(build_dir)])
-    run(["podman", "image", "prune", "-f"], capture=True, quiet=True)
     return True
 
 
@@ -182,12 +181,12 @@ def ensure_ee(base: str) -> str:
         env=tool_env(),
         cwd=build,
     )
-    # Older recipes of the EE are dead weight (only images this harness tagged).
+    # Older recipes of the EE are dead weight (only images this harness tagged). The build's
+    # intermediate layers stay: the next build after a collection change reuses the Python stages.
     listing = run(["podman", "images", EE_IMAGE, "--format", "{{.Repository}}:{{.Tag}}"], capture=True, quiet=True).stdout.split()
     for old in listing:
         if old not in (image, f"{EE_IMAGE}:latest"):
             run(["podman", "rmi", old], check=False, capture=True, quiet=True)
-    run(["podman", "image", "prune", "-f"], capture=True, quiet=True)
     if _label(image) != recipe:
         raise HarnessError(f"ansible-builder finished but {image} does not carry recipe {recipe}")
     return image
