@@ -206,7 +206,7 @@ def bench_engine(engine: Engine, runs: int, rounds: int, workdir: Path) -> tuple
     floor = floor_runs(engine, runs)
     log(f"cold start on {engine.key}: agent_smoke x{runs}")
     smoke_runs(engine, 1, 1, workdir)  # warm-up, not counted
-    timings, _ = smoke_runs(engine, runs, 1, workdir)
+    timings = smoke_runs(engine, runs, 1, workdir)[0]
     agent = [t["spawn_to_result"] for t in timings]
     total = [t["total"] for t in timings]
     cold = {
