@@ -1,7 +1,7 @@
 """`./run`: the one entry point of the project's setup, demo and tests.
 
 ./run site     provision the embedded demo target end to end (playbooks/site.yml)
-./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, k8s:a, molecule
+./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, ee, k8s:a, molecule
 ./run bench    measure agent start-up and provisioning, write docs/PERFORMANCE.md (benchmarks/run.py)
 ./run down     remove the demo target and stop what the harness started
 ./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules k8s:a
@@ -379,7 +379,7 @@ STAGES = {
 
 def plan(args: list[str]) -> list[str]:
     if not args or args == ["test"]:
-        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "k8s:a", "molecule"]
+        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "ee", "k8s:a", "molecule"]
     if args == ["site"]:
         return ["setup", "host", "images", "site"]
     if args == ["bench"]:
