@@ -547,7 +547,7 @@ def render(data: dict) -> str:
         "",
         "```console",
         "./run bench            # or: python3 benchmarks/run.py [--runs N]",
-        "./run bench:smoke      # the short form CI runs; writes tests/output/PERFORMANCE-smoke.md",
+        "./run bench:smoke      # the short form (3 samples) for CI; writes tests/output/PERFORMANCE-smoke.md",
         "```",
         "",
         "Raw samples of the last run: `tests/output/bench.json` (not committed).",
@@ -568,7 +568,16 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of docker, podman, podman-rootless (default: all)",
     )
     parser.add_argument("--skip-site", action="store_true", help="leave out the site.yml and agent_image measurements")
+    parser.add_argument(
+        "--from-json", type=Path, help="measure nothing: render the report again from a run's raw data (tests/output/bench.json)"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        output = args.output or (OUTPUT / "PERFORMANCE-smoke.md" if data["smoke"] else REPO / "docs" / "PERFORMANCE.md")
+        output.write_text(render(data))
+        log(f"wrote {output} from {args.from_json}")
+        return 0
     runs = args.runs or (3 if args.smoke else 20)
     rounds = 1 if args.smoke else 4
     output = args.output or (OUTPUT / "PERFORMANCE-smoke.md" if args.smoke else REPO / "docs" / "PERFORMANCE.md")
