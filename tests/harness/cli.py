@@ -1,9 +1,11 @@
 """`./run`: the one entry point of the project's setup, demo and tests.
 
 ./run site     provision the embedded demo target end to end (playbooks/site.yml)
-./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, k8s:a, k8s:b, molecule
+./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, ee, k8s:a, k8s:b, molecule
+./run bench    measure agent start-up and provisioning, write docs/PERFORMANCE.md (benchmarks/run.py)
 ./run down     remove the demo target and stop what the harness started
-./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules k8s:a k8s:b registries molecule[:NAME]
+./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules k8s:a k8s:b
+               registries ee bench:smoke molecule[:NAME]
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.harness"
 
-from tests.harness import fixture_repo, fixtures, images, k8s, k8s_node, registry, services
+from tests.harness import ee, fixture_repo, fixtures, images, k8s, k8s_node, registry, services
 from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run
 from tests.harness.results import junit_counts
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
@@ -220,6 +222,21 @@ def stage_integration_modules(report: Report) -> None:
     )
 
 
+def stage_ee(report: Report) -> None:
+    """The execution environment as AWX runs it: built by ansible-builder, site.yml inside it by ansible-runner (tests/harness/ee.py)."""
+    with report.stage("ee") as st:
+        held = ee.stage()[0]
+        st.passed += len(held)
+
+
+def stage_bench(report: Report, smoke: bool) -> None:
+    """benchmarks/run.py: the full run writes docs/PERFORMANCE.md; the smoke form (few samples) only tests/output/."""
+    name = "bench:smoke" if smoke else "bench"
+    with report.stage(name) as st:
+        run([sys.executable, "-u", str(REPO / "benchmarks" / "run.py"), *(["--smoke"] if smoke else [])], cwd=REPO)
+        st.passed += 1
+
+
 def stage_registries(report: Report) -> None:
     """The loopback registries (TLS, auth, seeded mirror) the agent_image scenarios push to and build from."""
     with report.stage("registries") as st:
@@ -369,14 +386,19 @@ STAGES = {
     "build": stage_build,
     "integration:modules": stage_integration_modules,
     "registries": stage_registries,
+    "ee": stage_ee,
+    "bench": lambda report: stage_bench(report, smoke=False),
+    "bench:smoke": lambda report: stage_bench(report, smoke=True),
 }
 
 
 def plan(args: list[str]) -> list[str]:
     if not args or args == ["test"]:
-        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "k8s:a", "k8s:b", "molecule"]
+        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "ee", "k8s:a", "k8s:b", "molecule"]
     if args == ["site"]:
         return ["setup", "host", "images", "site"]
+    if args == ["bench"]:
+        return ["setup", "host", "images", "bench"]
     return args
 
 

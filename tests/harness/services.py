@@ -37,8 +37,8 @@ def sweep_stale(scenarios: list[str]) -> None:
             remove_container(name)
 
 
-def ensure_demo_target(name: str, image: str) -> None:
-    """Start (or keep) the disposable demo host: a systemd container of the target image."""
+def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=demo") -> None:
+    """Start (or keep) a disposable target host: a systemd container of the target image."""
     state = run(["podman", "inspect", name, "--format", "{{.State.Running}}"], check=False, capture=True, quiet=True)
     if state.returncode == 0 and state.stdout.strip() == "true":
         log(f"demo target {name} is running")
@@ -56,7 +56,7 @@ def ensure_demo_target(name: str, image: str) -> None:
             "--privileged",
             "--systemd=always",
             "--label",
-            "nanoclaw.provision=demo",
+            label,
             image,
             "/sbin/init",
         ],

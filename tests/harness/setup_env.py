@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -73,3 +74,10 @@ def tool_env() -> dict[str, str]:
         "NO_COLOR": "1",
         "MOLECULE_NO_LOG": "false",
     }
+
+
+def load_yaml(path: Path) -> object:
+    """Parse a YAML file with the venv's PyYAML (the harness itself runs on a bare python3)."""
+    code = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1], encoding='utf-8'))))"
+    proc = run([str(venv_bin() / "python"), "-c", code, str(path)], capture=True, quiet=True)
+    return json.loads(proc.stdout)
