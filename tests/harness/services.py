@@ -37,10 +37,25 @@ def sweep_stale(scenarios: list[str]) -> None:
             remove_container(name)
 
 
+# Bumped when the way the demo target is started changes: a running target of
+# another recipe is replaced (its data is disposable by design).
+DEMO_RECIPE = "2-host-network"
+
+
 def ensure_demo_target(name: str, image: str) -> None:
-    """Start (or keep) the disposable demo host: a systemd container of the target image."""
-    state = run(["podman", "inspect", name, "--format", "{{.State.Running}}"], check=False, capture=True, quiet=True)
-    if state.returncode == 0 and state.stdout.strip() == "true":
+    """Start (or keep) the disposable demo host: a systemd container of the target image.
+
+    It shares this machine's network namespace (as the agent_image scenarios' targets do)
+    so it reaches the harness's loopback registries under the address their certificate
+    names; rootless Podman inside it creates no interfaces or firewall rules there.
+    """
+    state = run(
+        ["podman", "inspect", name, "--format", '{{.State.Running}} {{ index .Config.Labels "nanoclaw.provision.demo-recipe" }}'],
+        check=False,
+        capture=True,
+        quiet=True,
+    )
+    if state.returncode == 0 and state.stdout.split() == ["true", DEMO_RECIPE]:
         log(f"demo target {name} is running")
         return
     remove_container(name)
@@ -54,9 +69,13 @@ def ensure_demo_target(name: str, image: str) -> None:
             "--hostname",
             name,
             "--privileged",
+            "--network",
+            "host",
             "--systemd=always",
             "--label",
             "nanoclaw.provision=demo",
+            "--label",
+            f"nanoclaw.provision.demo-recipe={DEMO_RECIPE}",
             image,
             "/sbin/init",
         ],
