@@ -340,7 +340,7 @@ def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
         m = RECAP.match(line.strip())
         if m:
             host, *counts = m.groups()
-            recap[host] = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, counts)))
+            recap[host] = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, counts), strict=True))
     return recap
 
 
@@ -350,9 +350,12 @@ def playbook_run(argv: list[str], log_file: Path) -> tuple[int, dict[str, dict[s
     log("$ " + " ".join(argv))
     started = time.monotonic()
     lines: list[str] = []
-    with log_file.open("w") as out, subprocess.Popen(
-        argv, cwd=REPO, env={**os.environ, **tool_env()}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
+    with (
+        log_file.open("w") as out,
+        subprocess.Popen(
+            argv, cwd=REPO, env={**os.environ, **tool_env()}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             print(line, end="", flush=True)

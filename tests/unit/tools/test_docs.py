@@ -42,8 +42,6 @@ def test_architecture_names_every_role_and_playbook() -> None:
 
 
 def test_site_tags_in_the_docs_exist_in_site_yml() -> None:
-    site = (REPO / "playbooks" / "site.yml").read_text() + "".join(
-        p.read_text() for p in (REPO / "playbooks" / "tasks").glob("*.yml")
-    )
+    site = (REPO / "playbooks" / "site.yml").read_text() + "".join(p.read_text() for p in (REPO / "playbooks" / "tasks").glob("*.yml"))
     for tag in ("preflight", "runtime", "nanoclaw", "image", "compat", "smoke", "kubernetes"):
         assert re.search(rf"tags: \[[^\]]*\b{tag}\b", site), tag

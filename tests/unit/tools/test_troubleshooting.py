@@ -43,4 +43,5 @@ def test_every_check_section_has_a_signature_and_a_fix() -> None:
     sections = re.split(r"^### ", text, flags=re.M)[1:]
     for section in sections:
         name = section.split("\n", 1)[0]
-        assert "**Signature**" in section and "**Fix**" in section, name
+        assert "**Signature**" in section, name
+        assert "**Fix**" in section, name
