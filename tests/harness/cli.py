@@ -331,6 +331,7 @@ def stage_k8s(report: Report, which: str) -> None:
 # ---------------------------------------------------------------- demo
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 DEMO_FIXTURE_DIR = "/srv/nanoclaw-fixture"
+DEMO_IMAGE = next(t for t in images.TARGETS if t.name.endswith(":debian13"))
 
 
 def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
@@ -395,7 +396,9 @@ def stage_site(report: Report) -> None:
     with report.stage("site:fixtures") as st:
         registry.ensure_registries()
         meta = fixture_repo.build()
-        services.ensure_demo_target(DEMO_CONTAINER, images.TARGETS[0].name)
+        # Debian 13: its Podman 5 understands NanoClaw's --add-host=...:host-gateway, which
+        # Debian 12's Podman 4.3 rejects (runtime_compat's add_host_gateway check).
+        services.ensure_demo_target(DEMO_CONTAINER, DEMO_IMAGE.name)
         prepare_demo_target(meta)
         st.passed += 1
     if st.error:

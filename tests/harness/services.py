@@ -39,7 +39,7 @@ def sweep_stale(scenarios: list[str]) -> None:
 
 # Bumped when the way the demo target is started changes: a running target of
 # another recipe is replaced (its data is disposable by design).
-DEMO_RECIPE = "2-host-network"
+DEMO_RECIPE = "3-debian13-host-network"
 
 
 def ensure_demo_target(name: str, image: str) -> None:
