@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     __package__ = "tests.harness"
 
 from tests.harness import ee, fixture_repo, fixtures, images, k8s, k8s_node, registry, services
-from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run
+from tests.harness.common import CACHE, CHECKOUT_ID, REPO, HarnessError, Report, StageResult, log, run, sha256_of
 from tests.harness.results import junit_counts
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin
 
@@ -361,18 +361,102 @@ def stage_k8s(report: Report, which: str) -> None:
 
 
 # ---------------------------------------------------------------- demo
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+DEMO_FIXTURE_DIR = "/srv/nanoclaw-fixture"
+DEMO_IMAGE = next(t for t in images.TARGETS if t.name.endswith(":debian13"))
+
+
+def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
+    """Per host ok/changed/unreachable/failed from ansible-playbook's PLAY RECAP."""
+    recap: dict[str, dict[str, int]] = {}
+    for line in lines:
+        m = RECAP.match(line.strip())
+        if m:
+            host, *counts = m.groups()
+            recap[host] = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, counts), strict=True))
+    return recap
+
+
+def playbook_run(argv: list[str], log_file: Path) -> tuple[int, dict[str, dict[str, int]], float]:
+    """Run ansible-playbook, streaming its output and keeping a copy; returns (rc, recap, seconds)."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    log("$ " + " ".join(argv))
+    started = time.monotonic()
+    lines: list[str] = []
+    with (
+        log_file.open("w") as out,
+        subprocess.Popen(
+            argv, cwd=REPO, env={**os.environ, **tool_env()}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            out.write(line)
+            lines.append(line)
+        rc = proc.wait()
+    return rc, parse_recap(lines[-50:]), time.monotonic() - started
+
+
+def prepare_demo_target(meta: dict) -> None:
+    """Give the demo target what a real host gets from elsewhere: the FIXTURE repository and
+    Node tarball (its "internal mirror"), and /dev/net/tun and /dev/fuse as open as on a
+    normal Debian host (0666; this machine's are 0600 and privileged containers inherit that)."""
+
+    def inside(*argv: str) -> subprocess.CompletedProcess[str]:
+        return run(["podman", "exec", DEMO_CONTAINER, *argv], capture=True, quiet=True)
+
+    inside("chmod", "0666", "/dev/net/tun", "/dev/fuse")
+    inside("mkdir", "-p", DEMO_FIXTURE_DIR)
+    archive = Path(meta["v1"]["archive"])
+    node = Path(meta["root"]) / "mirror" / meta["node"]["file"]
+    stamp = f"{sha256_of(archive)} {meta['node']['sha256']}"
+    seen = run(["podman", "exec", DEMO_CONTAINER, "cat", f"{DEMO_FIXTURE_DIR}/.stamp"], check=False, capture=True, quiet=True)
+    if seen.stdout.strip() == stamp:
+        return
+    for source in (archive, node):
+        run(["podman", "cp", str(source), f"{DEMO_CONTAINER}:{DEMO_FIXTURE_DIR}/{source.name}"], quiet=True)
+    bare = f"{DEMO_FIXTURE_DIR}/nanoclaw-v1.git"
+    inside("sh", "-c", f"rm -rf {bare} && tar -C {DEMO_FIXTURE_DIR} -xzf {DEMO_FIXTURE_DIR}/{archive.name} && chmod -R a+rX {bare}")
+    # The service user clones it over file://: git refuses a repository another user owns.
+    inside("sh", "-c", f"git config --system --get-all safe.directory | grep -qx {bare} || git config --system --add safe.directory {bare}")
+    inside("sh", "-c", f"echo '{stamp}' > {DEMO_FIXTURE_DIR}/.stamp")
+
+
 def stage_site(report: Report) -> None:
-    with report.stage("site") as st:
-        services.ensure_demo_target(DEMO_CONTAINER, images.TARGETS[0].name)
-        venv_run(
-            [
-                str(venv_bin() / "ansible-playbook"),
-                "-i",
-                str(REPO / "inventories" / "demo" / "hosts.yml"),
-                str(REPO / "playbooks" / "site.yml"),
-            ]
-        )
+    """site.yml end to end against the demo target, then again: the second run must change nothing."""
+    with report.stage("site:fixtures") as st:
+        registry.ensure_registries()
+        meta = fixture_repo.build()
+        # Debian 13: its Podman 5 understands NanoClaw's --add-host=...:host-gateway, which
+        # Debian 12's Podman 4.3 rejects (runtime_compat's add_host_gateway check).
+        services.ensure_demo_target(DEMO_CONTAINER, DEMO_IMAGE.name)
+        prepare_demo_target(meta)
         st.passed += 1
+    if st.error:
+        return
+    argv = [
+        str(venv_bin() / "ansible-playbook"),
+        "-i",
+        str(REPO / "inventories" / "demo" / "hosts.yml"),
+        str(REPO / "playbooks" / "site.yml"),
+    ]
+    timings = []
+    for run_name in ("first run", "second run"):
+        with report.stage(f"site:{run_name.replace(' ', '-')}") as st:
+            rc, recap, seconds = playbook_run(argv, OUTPUT / f"site-{run_name.replace(' ', '-')}.log")
+            timings.append((run_name, seconds, recap))
+            if rc != 0 or not recap or any(h["failed"] or h["unreachable"] for h in recap.values()):
+                raise HarnessError(f"site.yml {run_name} failed (exit {rc}): {recap}")
+            changed = {host: h["changed"] for host, h in recap.items()}
+            if run_name == "second run" and any(changed.values()):
+                raise HarnessError(f"site.yml is not idempotent: its second run changed {changed}")
+            st.passed += 1
+        if st.error:
+            break
+    for run_name, seconds, recap in timings:
+        changed = ", ".join(f"{host} changed={h['changed']}" for host, h in recap.items())
+        log(f"site.yml {run_name}: {seconds:.1f} s, {changed}")
 
 
 # ---------------------------------------------------------------- main

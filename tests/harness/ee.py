@@ -205,7 +205,7 @@ def _ssh_key() -> Path:
 def start_target(image: str, key: Path) -> str:
     """A fresh target container that accepts the key; returns its address on Podman's default network."""
     services.remove_container(TARGET)
-    services.ensure_demo_target(TARGET, image, label="nanoclaw.provision=ee")
+    services.ensure_demo_target(TARGET, image, label="nanoclaw.provision=ee", host_network=False)
     pub = key.with_suffix(".pub").read_text()
     run(
         [
@@ -287,6 +287,13 @@ def write_private_data_dir(pdd: Path, ee_image: str, address: str, key: Path) ->
         "ANSIBLE_NOCOLOR": "1",
     }
     (env / "envvars").write_text(json.dumps(envvars, indent=2) + "\n")
+    # The job template's "job tags", as AWX passes them (env/cmdline). The EE's target reaches
+    # none of the FIXTURE services the demo inventory's later steps need (repository, Node
+    # tarball, registries on the test machine's loopback), so by default the job runs the
+    # preflight step of site.yml; NANOCLAW_EE_JOB_TAGS="" runs every step.
+    tags = os.environ.get("NANOCLAW_EE_JOB_TAGS", "preflight")
+    if tags:
+        (env / "cmdline").write_text(f"--tags {tags}\n")
     shutil.copy2(key, env / "ssh_key")
     (env / "ssh_key").chmod(0o600)
     settings = {

@@ -37,10 +37,27 @@ def sweep_stale(scenarios: list[str]) -> None:
             remove_container(name)
 
 
-def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=demo") -> None:
-    """Start (or keep) a disposable target host: a systemd container of the target image."""
-    state = run(["podman", "inspect", name, "--format", "{{.State.Running}}"], check=False, capture=True, quiet=True)
-    if state.returncode == 0 and state.stdout.strip() == "true":
+# Bumped when the way the demo target is started changes: a running target of
+# another recipe is replaced (its data is disposable by design).
+DEMO_RECIPE = "3-debian13-host-network"
+
+
+def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=demo", host_network: bool = True) -> None:
+    """Start (or keep) a disposable target host: a systemd container of the target image.
+
+    The demo target shares this machine's network namespace (as the agent_image scenarios'
+    targets do) so it reaches the harness's loopback registries under the address their
+    certificate names; rootless Podman inside it creates no interfaces or firewall rules
+    there. The EE target (sshd) keeps its own network (``host_network=False``).
+    """
+    recipe = f"{DEMO_RECIPE}-{'host' if host_network else 'bridge'}"
+    state = run(
+        ["podman", "inspect", name, "--format", '{{.State.Running}} {{ index .Config.Labels "nanoclaw.provision.demo-recipe" }}'],
+        check=False,
+        capture=True,
+        quiet=True,
+    )
+    if state.returncode == 0 and state.stdout.split() == ["true", recipe]:
         log(f"demo target {name} is running")
         return
     remove_container(name)
@@ -54,9 +71,12 @@ def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=d
             "--hostname",
             name,
             "--privileged",
+            *(["--network", "host"] if host_network else []),
             "--systemd=always",
             "--label",
             label,
+            "--label",
+            f"nanoclaw.provision.demo-recipe={recipe}",
             image,
             "/sbin/init",
         ],
