@@ -2,7 +2,8 @@
 
 Debian 12 runs the v1 FIXTURE (Node from a checksummed tarball, repository over file://),
 Debian 13 the v2 FIXTURE (distribution Node, pnpm with npm, repository over git daemon),
-both on the stand-in rootless Podman of prepare.yml. Bad input, version bumps and the data
+both on rootless Podman (nanoclaw_podman, the podman role) or Docker (nanoclaw_docker, the
+docker role). Bad input, version bumps and the data
 test are real ansible-playbook runs of the role (conftest.run_role).
 """
 
@@ -15,15 +16,20 @@ import time
 import pytest
 import testinfra
 from conftest import (
+    ENGINE,
     FIXTURE,
     HOME,
     PROJECT,
     USER,
     as_user,
     container_of,
+    engine,
+    ensure_standin_image,
     generation,
     image_name,
     main_pid,
+    remove_containers,
+    run_module,
     run_role,
     slug,
     state,
@@ -156,26 +162,26 @@ def test_mount_allowlist_content_and_mode(host):
     assert host.file(f"{HOME}/projects").user == USER
 
 
-def _rootless_cgroup_v1(host) -> bool:
-    return not host.file("/sys/fs/cgroup/cgroup.controllers").exists
+def _limits_dropped(host) -> bool:
+    """Rootless Podman on cgroup v1 cannot apply --memory/--cpus/--pids-limit (it drops them with a warning)."""
+    return ENGINE == "podman" and not host.file("/sys/fs/cgroup/cgroup.controllers").exists
 
 
 def test_docker_wrapper_limits_and_hardens_only_the_agent_image(host):
     gen = _gen(host)
     wrapper = f"/usr/local/libexec/nanoclaw-provision/{slug()}/docker"
     image = image_name(gen)
-    # A stand-in agent image (busybox) under the agent image's name; another image for contrast.
+    # The stand-in agent image (busybox) under the agent image's name; another image for contrast.
     for tag in (image, "localhost/not-the-agent:latest"):
-        r = as_user(host, f"podman image exists {tag} || podman import -q /opt/standin/busybox-rootfs.tar {tag}")
-        assert r.rc == 0, r.stderr
-    as_user(host, "podman rm -f -t 0 nanoclaw-limits-agent nanoclaw-limits-other")
+        ensure_standin_image(host, tag)
+    remove_containers(host, "nanoclaw-limits-agent", "nanoclaw-limits-other")
     agent = as_user(host, f"{wrapper} run -d --name nanoclaw-limits-agent {image} sleep 300")
     assert agent.rc == 0, agent.stderr
     other = as_user(host, f"{wrapper} run -d --name nanoclaw-limits-other localhost/not-the-agent:latest sleep 300")
     assert other.rc == 0, other.stderr
     try:
-        a = json.loads(as_user(host, "podman inspect nanoclaw-limits-agent").stdout)[0]["HostConfig"]
-        o = json.loads(as_user(host, "podman inspect nanoclaw-limits-other").stdout)[0]["HostConfig"]
+        a = json.loads(engine(host, "inspect nanoclaw-limits-agent").stdout)[0]["HostConfig"]
+        o = json.loads(engine(host, "inspect nanoclaw-limits-other").stdout)[0]["HostConfig"]
         keys = ("NanoCpus", "Memory", "PidsLimit", "ReadonlyRootfs", "Tmpfs", "CapDrop", "SecurityOpt")
         print(f"[{container_of(host)}] agent HostConfig:", {k: a.get(k) for k in keys})
         print(f"[{container_of(host)}] wrapper stderr of the agent run: {agent.stderr.strip()!r}")
@@ -186,14 +192,14 @@ def test_docker_wrapper_limits_and_hardens_only_the_agent_image(host):
         assert o["ReadonlyRootfs"] is False
         assert not any("no-new-privileges" in opt for opt in o.get("SecurityOpt") or [])
         # ... and inside the container: read-only root, writable /tmp, no capabilities left.
-        assert as_user(host, "podman exec nanoclaw-limits-agent sh -c ': > /x'").rc != 0
-        assert as_user(host, "podman exec nanoclaw-limits-agent sh -c ': > /tmp/x'").rc == 0
-        capeff = as_user(host, "podman exec nanoclaw-limits-agent cat /proc/self/status").stdout
+        assert engine(host, "exec nanoclaw-limits-agent sh -c ': > /x'").rc != 0
+        assert engine(host, "exec nanoclaw-limits-agent sh -c ': > /tmp/x'").rc == 0
+        capeff = engine(host, "exec nanoclaw-limits-agent cat /proc/self/status").stdout
         assert re.search(r"^CapEff:\s*0+$", capeff, re.M), capeff
-        assert as_user(host, "podman exec nanoclaw-limits-other sh -c ': > /x'").rc == 0
+        assert engine(host, "exec nanoclaw-limits-other sh -c ': > /x'").rc == 0
         # Limits: passed to the engine for the agent image only. Rootless Podman on cgroup v1
-        # drops them with a warning (HostConfig shows 0); on cgroup v2 they are in HostConfig.
-        if _rootless_cgroup_v1(host):
+        # drops them with a warning (HostConfig shows 0); elsewhere they are in HostConfig.
+        if _limits_dropped(host):
             warning = "Resource limits are not supported and ignored on cgroups V1 rootless systems"
             assert warning in agent.stderr
             assert warning not in other.stderr
@@ -203,32 +209,66 @@ def test_docker_wrapper_limits_and_hardens_only_the_agent_image(host):
             assert a["PidsLimit"] == 256
             assert o["Memory"] == 0
     finally:
-        as_user(host, "podman rm -f -t 0 nanoclaw-limits-agent nanoclaw-limits-other")
+        remove_containers(host, "nanoclaw-limits-agent", "nanoclaw-limits-other")
 
 
 def test_cgroup_enforces_the_memory_limit(host):
     """Whether the kernel enforces --memory: rootless Podman on cgroup v1 cannot (reported, not faked)."""
     gen = _gen(host)
     wrapper = f"/usr/local/libexec/nanoclaw-provision/{slug()}/docker"
-    cgroup2 = host.file("/sys/fs/cgroup/cgroup.controllers").exists
-    as_user(host, "podman rm -f -t 0 nanoclaw-limits-cg")
+    ensure_standin_image(host, image_name(gen))
+    remove_containers(host, "nanoclaw-limits-cg")
     r = as_user(host, f"{wrapper} run -d --name nanoclaw-limits-cg {image_name(gen)} sleep 300")
     assert r.rc == 0, r.stderr
     try:
-        pid = as_user(host, "podman inspect -f '{{.State.Pid}}' nanoclaw-limits-cg").stdout.strip()
+        pid = engine(host, "inspect -f '{{.State.Pid}}' nanoclaw-limits-cg").stdout.strip()
         cgroups = host.file(f"/proc/{pid}/cgroup").content_string
         print(f"container pid {pid} cgroups:\n{cgroups}")
-        if not cgroup2:
+        if _limits_dropped(host):
             EVIDENCE.append(f"[{container_of(host)}] cgroup v1: limits not enforced; container cgroups {cgroups!r}")
             pytest.skip(
                 "host capability missing: cgroup v1 (hybrid) -- rootless Podman ignores --memory/--cpus/--pids-limit "
                 f"here: it drops them with a warning "
                 f"(HostConfig shows 0, see the wrapper test), so the kernel enforces none. cgroups: {cgroups!r}"
             )
-        path = next(line.split(":", 2)[2] for line in cgroups.splitlines() if line.startswith("0::"))
-        assert host.file(f"/sys/fs/cgroup{path}/memory.max").content_string.strip() == str(4096 * 1024 * 1024)
+        # The kernel's value, read from the container's own cgroup (v2 memory.max, v1 limit_in_bytes).
+        limit = engine(
+            host,
+            "exec nanoclaw-limits-cg sh -c 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes'",
+        )
+        assert limit.rc == 0, limit.stderr
+        EVIDENCE.append(f"[{container_of(host)}] {ENGINE}: the agent container's cgroup memory limit is {limit.stdout.strip()}")
+        assert limit.stdout.strip() == str(4096 * 1024 * 1024)
     finally:
-        as_user(host, "podman rm -f -t 0 nanoclaw-limits-cg")
+        remove_containers(host, "nanoclaw-limits-cg")
+
+
+def test_agent_smoke_passes_through_the_hardened_wrapper(host):
+    """agent_smoke runs the (stand-in) agent as NanoClaw would: through the wrapper on the service's PATH."""
+    gen = _gen(host)
+    wrapper = f"/usr/local/libexec/nanoclaw-provision/{slug()}/docker"
+    ensure_standin_image(host, image_name(gen))
+    args = {
+        "image": image_name(gen),
+        "contract": gen,
+        "executable": wrapper,
+        "user": USER,
+        # Podman 4.3 (Debian 12) rejects --add-host host-gateway.
+        "host_gateway": ENGINE == "docker" and gen == "v2",
+    }
+    if gen == "v2":
+        args["install_slug"] = slug()
+    result = run_module(container_of(host), "nanoclaw.provision.agent_smoke", args)
+    print(f"[{container_of(host)}] agent_smoke: {json.dumps({k: result.get(k) for k in ('failure', 'msg', 'output', 'timings')})}")
+    assert result.get("failure") is None, result
+    assert not result.get("failed"), result
+    if gen == "v1":
+        # The stand-in agent reports what its container looked like from inside.
+        assert result["output"]["status"] == "success"
+        assert result["output"]["result"] == "rootfs=read-only capeff=0000000000000000"
+    else:
+        assert result["heartbeat"] is True
+        assert result["leftover_containers"] == []
 
 
 # ------------------------------------------------------------------ real runs

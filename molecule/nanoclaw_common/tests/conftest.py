@@ -16,6 +16,9 @@ FIXTURE = json.loads((HERE.parents[2] / ".cache" / "nanoclaw-fixture" / "fixture
 USER = "nanoclaw"
 HOME = "/home/nanoclaw"
 PROJECT = f"{HOME}/nanoclaw"
+SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "nanoclaw_podman")
+# nanoclaw_podman: rootless Podman behind the docker shim; nanoclaw_docker: Docker's daemon.
+ENGINE = "docker" if "docker" in SCENARIO else "podman"
 
 
 def generation(container: str) -> str:
@@ -40,8 +43,7 @@ def container_of(host) -> str:
 
 
 def targets() -> list[str]:
-    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "nanoclaw_podman")
-    return [f"{scenario}-debian12", f"{scenario}-debian13"]
+    return [f"{SCENARIO}-debian12", f"{SCENARIO}-debian13"]
 
 
 def run_role(extra_vars: dict | None = None, check: bool = False, only: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -68,10 +70,54 @@ def run_role(extra_vars: dict | None = None, check: bool = False, only: str | No
         inv.unlink(missing_ok=True)
 
 
+def run_module(target: str, module: str, args: dict) -> dict:
+    """Run one module ad hoc on ``target`` (a real ansible run) and return its result."""
+    argv = [
+        str(BIN / "ansible"),
+        "all",
+        "-i",
+        f"{target},",
+        "-c",
+        "containers.podman.podman",
+        "-e",
+        "ansible_python_interpreter=/usr/bin/python3",
+        "-m",
+        module,
+        "-a",
+        json.dumps(args),
+    ]
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=600)
+    try:
+        return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][target]
+    except (json.JSONDecodeError, KeyError, IndexError) as exc:
+        detail = f"{proc.stdout[-2000:]} {proc.stderr[-2000:]}"
+        raise AssertionError(f"no result from {module} on {target} (rc {proc.returncode}): {detail}") from exc
+
+
 def as_user(host, command: str):
     """Run a shell command as the service user, with its systemd user manager reachable."""
     uid = host.user(USER).uid
     return host.run(f"runuser -u {USER} -- env XDG_RUNTIME_DIR=/run/user/{uid} HOME={HOME} sh -c {_quote(command)}")
+
+
+def engine(host, args: str):
+    """The service user's container engine CLI (``podman`` or ``docker``) with ``args``."""
+    return as_user(host, f"{ENGINE} {args}")
+
+
+def remove_containers(host, *names: str) -> None:
+    as_user(host, f"{ENGINE} rm -f {'-t 0 ' if ENGINE == 'podman' else ''}{' '.join(names)} >/dev/null 2>&1 || true")
+
+
+def ensure_standin_image(host, tag: str) -> None:
+    """The stand-in agent image (busybox + the FIXTURE agent as CMD) under ``tag``, imported without a registry."""
+    command = (
+        f"{ENGINE} image inspect {tag} >/dev/null 2>&1 || "
+        f'{ENGINE} import --change \'CMD ["/bin/sh", "/agent"]\' /opt/standin/busybox-rootfs.tar {tag} >/dev/null'
+    )
+    r = as_user(host, command)
+    assert r.rc == 0, r.stderr
 
 
 def _quote(text: str) -> str:
