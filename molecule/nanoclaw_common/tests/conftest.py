@@ -87,7 +87,8 @@ def run_module(target: str, module: str, args: dict) -> dict:
         json.dumps(args),
     ]
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=600)
+    # From the checkout root, where ansible.cfg points at the collection.
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=600, cwd=HERE.parents[2])
     try:
         return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][target]
     except (json.JSONDecodeError, KeyError, IndexError) as exc:

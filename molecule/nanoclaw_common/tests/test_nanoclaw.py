@@ -260,8 +260,9 @@ def test_agent_smoke_passes_through_the_hardened_wrapper(host):
         args["install_slug"] = slug()
     result = run_module(container_of(host), "nanoclaw.provision.agent_smoke", args)
     print(f"[{container_of(host)}] agent_smoke: {json.dumps({k: result.get(k) for k in ('failure', 'msg', 'output', 'timings')})}")
-    assert result.get("failure") is None, result
+    assert not result.get("unreachable"), result
     assert not result.get("failed"), result
+    assert result.get("failure") is None, result
     if gen == "v1":
         # The stand-in agent reports what its container looked like from inside.
         assert result["output"]["status"] == "success"
