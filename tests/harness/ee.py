@@ -11,7 +11,7 @@
    generates, reached over SSH from inside the EE, as AWX reaches its hosts.
 4. ansible-runner with container process isolation (Podman), as AWX's job runs do: the checkout
    is the project, an inventory is written from NANOCLAW_EE_INVENTORY's (default
-   inventories/demo) variables with this target as its host, the key goes in env/ssh_key (the
+   tests/harness/files/ee_inventory) variables with this target as its host, the key goes in env/ssh_key (the
    runner loads it into ssh-agent inside the EE), and playbooks/site.yml runs.
 
 Images are cached by recipe hash (labels / tags); a rerun with the same recipe builds nothing.
@@ -234,7 +234,7 @@ def start_target(image: str, key: Path) -> str:
 
 
 def _source_inventory() -> Path:
-    return Path(os.environ.get("NANOCLAW_EE_INVENTORY", REPO / "inventories" / "demo"))
+    return Path(os.environ.get("NANOCLAW_EE_INVENTORY", REPO / "tests" / "harness" / "files" / "ee_inventory"))
 
 
 def _inventory_vars(source: Path) -> dict:
