@@ -86,7 +86,14 @@ def run_module(target: str, module: str, args: dict) -> dict:
         "-a",
         json.dumps(args),
     ]
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1")
+    # Only the JSON document on stdout: no other callback (ansible.cfg enables profile_tasks).
+    env = dict(
+        os.environ,
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_CALLBACKS_ENABLED="",
+        ANSIBLE_NOCOLOR="1",
+    )
     # From the checkout root, where ansible.cfg points at the collection.
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=600, cwd=HERE.parents[2])
     try:

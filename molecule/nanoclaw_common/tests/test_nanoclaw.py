@@ -258,6 +258,11 @@ def test_agent_smoke_passes_through_the_hardened_wrapper(host):
     }
     if gen == "v2":
         args["install_slug"] = slug()
+        # The session directory belongs to the service user; the stand-in image's user is
+        # root, which --cap-drop=ALL leaves without the right to write there. NanoClaw's
+        # agent runs as the host user's uid (node, 1000): so does the stand-in here.
+        user = host.user(USER)
+        args["extra_args"] = ["--user", f"{user.uid}:{user.gid}"]
     result = run_module(container_of(host), "nanoclaw.provision.agent_smoke", args)
     print(f"[{container_of(host)}] agent_smoke: {json.dumps({k: result.get(k) for k in ('failure', 'msg', 'output', 'timings')})}")
     assert not result.get("unreachable"), result
@@ -348,8 +353,9 @@ EVIDENCE: list[str] = []
 
 
 def _flat(text: str) -> str:
-    """Ansible's YAML output folds long messages over lines: compare with whitespace collapsed."""
-    return " ".join(text.split())
+    """Ansible's YAML output folds long messages over lines and doubles quotes inside
+    single-quoted scalars: compare with whitespace collapsed and quotes undoubled."""
+    return " ".join(text.split()).replace("''", "'")
 
 
 @pytest.fixture(scope="module", autouse=True)
