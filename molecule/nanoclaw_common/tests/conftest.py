@@ -86,19 +86,14 @@ def run_module(target: str, module: str, args: dict) -> dict:
         "-a",
         json.dumps(args),
     ]
-    # Only the JSON document on stdout: no other callback (ansible.cfg enables profile_tasks).
-    env = dict(
-        os.environ,
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_CALLBACKS_ENABLED="",
-        ANSIBLE_NOCOLOR="1",
-    )
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1")
     # From the checkout root, where ansible.cfg points at the collection.
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=600, cwd=HERE.parents[2])
     try:
-        return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][target]
-    except (json.JSONDecodeError, KeyError, IndexError) as exc:
+        # The JSON document, then whatever other callbacks print (ansible.cfg enables profile_tasks).
+        document, _end = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
+        return document["plays"][0]["tasks"][0]["hosts"][target]
+    except (ValueError, KeyError, IndexError) as exc:
         detail = f"{proc.stdout[-2000:]} {proc.stderr[-2000:]}"
         raise AssertionError(f"no result from {module} on {target} (rc {proc.returncode}): {detail}") from exc
 
