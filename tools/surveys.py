@@ -15,6 +15,10 @@ from typing import Any
 
 import yaml
 
+if __package__ in (None, ""):  # run as a script: python3 tools/surveys.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools._generated import sync
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "playbooks" / "awx" / "surveys.yml"
 OUTPUT = REPO / "playbooks" / "awx" / "surveys"
@@ -104,27 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when the committed surveys differ")
     args = parser.parse_args(argv)
     surveys = build(yaml.safe_load(CONFIG.read_text()), load_specs())
-    drift = []
-    expected = {f"{name}.json" for name in surveys}
-    for name, survey in surveys.items():
-        path = OUTPUT / f"{name}.json"
-        text = render(survey)
-        if path.exists() and path.read_text() == text:
-            continue
-        drift.append(path.name)
-        if not args.check:
-            OUTPUT.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    stale = sorted(p.name for p in OUTPUT.glob("*.json") if p.name not in expected)
-    if args.check:
-        if drift or stale:
-            print(f"surveys drifted from the argument specs: {drift + stale}; run python3 tools/surveys.py", file=sys.stderr)
-            return 1
-        return 0
-    for name in stale:
-        (OUTPUT / name).unlink()
-    print(f"wrote {drift or 'nothing (up to date)'}; removed {stale or 'nothing'}")
-    return 0
+    expected = {f"{name}.json": render(survey) for name, survey in surveys.items()}
+    return sync(OUTPUT, expected, "*.json", what="surveys", script="tools/surveys.py", check=args.check)
 
 
 if __name__ == "__main__":
