@@ -1,11 +1,12 @@
 """`./run`: the one entry point of the project's setup, demo and tests.
 
 ./run site     provision the embedded demo target end to end (playbooks/site.yml)
-./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules, ee, k8s:a, k8s:b, molecule
+./run test     the whole test suite: setup, images, lint, sanity, unit, build, integration:modules,
+               site:first-run, ee (site.yml again, from inside the EE: changed=0), k8s:a, k8s:b, molecule
 ./run bench    measure agent start-up and provisioning, write docs/PERFORMANCE.md (benchmarks/run.py)
 ./run down     remove the demo target and stop what the harness started
 ./run STAGE..  only some stages: setup host images lint sanity unit build integration:modules k8s:a k8s:b
-               registries ee bench:smoke molecule[:NAME]
+               registries site:first-run ee bench:smoke molecule[:NAME]
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_en
 
 OUTPUT = REPO / "tests" / "output"
 DEMO_CONTAINER = "nanoclaw-demo"
+# Targets this run created (``./run test`` removes them at its end; ``./run site`` keeps its demo).
+_CREATED: list[str] = []
 
 
 def venv_run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -223,9 +226,14 @@ def stage_integration_modules(report: Report) -> None:
 
 
 def stage_ee(report: Report) -> None:
-    """The execution environment as AWX runs it: built by ansible-builder, site.yml inside it by ansible-runner (tests/harness/ee.py)."""
+    """The execution environment as AWX runs it: built by ansible-builder, then site.yml from inside it
+    by ansible-runner against the demo target (tests/harness/ee.py). After ``site:first-run`` of the
+    same run the target is converged already, and the EE's run must change nothing."""
+    converged = any(s.name == "site:first-run" and not s.error and not s.failed for s in report.stages)
     with report.stage("ee") as st:
-        held = ee.stage()[0]
+        if not converged and ensure_demo():
+            _CREATED.append(DEMO_CONTAINER)
+        held = ee.stage(DEMO_CONTAINER, expect_unchanged=converged)[0]
         st.passed += len(held)
 
 
@@ -423,15 +431,26 @@ def prepare_demo_target(meta: dict) -> None:
     inside("sh", "-c", f"echo '{stamp}' > {DEMO_FIXTURE_DIR}/.stamp")
 
 
-def stage_site(report: Report) -> None:
-    """site.yml end to end against the demo target, then again: the second run must change nothing."""
+def ensure_demo() -> bool:
+    """The demo target running and given its FIXTURES (idempotent); True when this call started it."""
+    registry.ensure_registries()
+    meta = fixture_repo.build()
+    # Debian 13: its Podman 5 understands NanoClaw's --add-host=...:host-gateway, which
+    # Debian 12's Podman 4.3 rejects (runtime_compat's add_host_gateway check).
+    started = services.ensure_demo_target(DEMO_CONTAINER, DEMO_IMAGE.name)
+    prepare_demo_target(meta)
+    return started
+
+
+def stage_site(report: Report, runs: tuple[str, ...] = ("first run", "second run")) -> None:
+    """site.yml end to end against the demo target, then again: the second run must change nothing.
+
+    In ``./run test`` only the first run is made here; the EE stage then runs site.yml once
+    more on the same target, from inside the execution environment, and asserts changed=0.
+    """
     with report.stage("site:fixtures") as st:
-        registry.ensure_registries()
-        meta = fixture_repo.build()
-        # Debian 13: its Podman 5 understands NanoClaw's --add-host=...:host-gateway, which
-        # Debian 12's Podman 4.3 rejects (runtime_compat's add_host_gateway check).
-        services.ensure_demo_target(DEMO_CONTAINER, DEMO_IMAGE.name)
-        prepare_demo_target(meta)
+        if ensure_demo():
+            _CREATED.append(DEMO_CONTAINER)
         st.passed += 1
     if st.error:
         return
@@ -442,7 +461,7 @@ def stage_site(report: Report) -> None:
         str(REPO / "playbooks" / "site.yml"),
     ]
     timings = []
-    for run_name in ("first run", "second run"):
+    for run_name in runs:
         with report.stage(f"site:{run_name.replace(' ', '-')}") as st:
             rc, recap, seconds = playbook_run(argv, OUTPUT / f"site-{run_name.replace(' ', '-')}.log")
             timings.append((run_name, seconds, recap))
@@ -478,7 +497,21 @@ STAGES = {
 
 def plan(args: list[str]) -> list[str]:
     if not args or args == ["test"]:
-        return ["setup", "host", "images", "lint", "sanity", "unit", "build", "integration:modules", "ee", "k8s:a", "k8s:b", "molecule"]
+        return [
+            "setup",
+            "host",
+            "images",
+            "lint",
+            "sanity",
+            "unit",
+            "build",
+            "integration:modules",
+            "site:first-run",
+            "ee",
+            "k8s:a",
+            "k8s:b",
+            "molecule",
+        ]
     if args == ["site"]:
         return ["setup", "host", "images", "site"]
     if args == ["bench"]:
@@ -516,6 +549,8 @@ def main(argv: list[str]) -> int:
                 stage_k8s(report, step.split(":", 1)[1])
             elif step == "site":
                 stage_site(report)
+            elif step == "site:first-run":
+                stage_site(report, runs=("first run",))
             elif step in STAGES:
                 STAGES[step](report)
             else:
@@ -524,6 +559,8 @@ def main(argv: list[str]) -> int:
     finally:
         if argv != ["site"]:
             services.stop_started()
+            while _CREATED:
+                services.remove_container(_CREATED.pop())
     print(report.summary())
     print(f"wall time {time.monotonic() - started:.1f} s")
     failed = report.failed

@@ -7,12 +7,17 @@
    collection tarball of this checkout next to it: localhost/nanoclaw-ee:<recipe> (and :latest).
    pip inside the build trusts the host's CA bundle (a TLS-inspecting proxy may sit in between):
    it is bind-mounted for the build only, never copied into an image.
-3. A target: the container nanoclaw-ee-target (systemd, openssh-server) with a key the harness
-   generates, reached over SSH from inside the EE, as AWX reaches its hosts.
+3. The target: the demo target of `./run site` (nanoclaw-demo, Debian 13, this machine's network
+   namespace, its FIXTURES in place), given an SSH server on 127.0.0.1:NANOCLAW_EE_SSH_PORT
+   (default 22022) and a key the harness generates, reached over SSH from inside the EE, as AWX
+   reaches its hosts.
 4. ansible-runner with container process isolation (Podman), as AWX's job runs do: the checkout
-   is the project, an inventory is written from NANOCLAW_EE_INVENTORY's (default
-   tests/harness/files/ee_inventory) variables with this target as its host, the key goes in env/ssh_key (the
-   runner loads it into ssh-agent inside the EE), and playbooks/site.yml runs.
+   is the project, an inventory is written from NANOCLAW_EE_INVENTORY's (default inventories/demo)
+   variables with this target as its host, the key goes in env/ssh_key (the runner loads it into
+   ssh-agent inside the EE), and the whole playbooks/site.yml runs (NANOCLAW_EE_JOB_TAGS limits it,
+   as a job template's job tags do). The EE's container shares the network namespace (to reach
+   the target and the loopback registries) and gets the registry CA, password and fixture.json
+   read-only at the paths the inventory's variables name.
 
 Images are cached by recipe hash (labels / tags); a rerun with the same recipe builds nothing.
 """
@@ -23,12 +28,13 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import images, services
+from . import fixture_repo, images
 from .common import CACHE, REPO, STATE, HarnessError, log, require, run, sha256_of
 from .setup_env import load_yaml, tool_env, venv_bin
 
@@ -36,8 +42,7 @@ EE_DEFINITION = REPO / "execution-environment.yml"
 EE_META = [REPO / "meta" / "execution-environment.yml", *sorted((REPO / "meta").glob("ee-*.txt"))]
 BASE_IMAGE = "localhost/nanoclaw-ee-base:latest"
 EE_IMAGE = "localhost/nanoclaw-ee"
-TARGET_IMAGE = "localhost/nanoclaw-ee-target:debian12"
-TARGET = "nanoclaw-ee-target"
+SSH_PORT = int(os.environ.get("NANOCLAW_EE_SSH_PORT", "22022"))
 PLAYBOOK = "playbooks/site.yml"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 # Where ansible-builder installs collections in the EE (ansible-galaxy's system path).
@@ -56,17 +61,6 @@ RUN apt-get update \\
  && apt-get clean
 LABEL {label}={recipe} org.opencontainers.image.description="nanoclaw.provision EE base (test harness)"
 CMD ["/bin/bash"]
-"""
-
-# The target AWX reaches over SSH: the systemd test image plus an SSH server.
-TARGET_CONTAINERFILE = """\
-# nanoclaw.provision EE test target: the Debian 12 systemd image with an SSH server.
-FROM {parent}
-RUN apt-get update \\
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server \\
- && apt-get clean && rm -rf /var/lib/apt/lists/*
-LABEL {label}={recipe} org.opencontainers.image.description="nanoclaw.provision EE test target"
-CMD ["/sbin/init"]
 """
 
 
@@ -109,12 +103,6 @@ def ensure_base() -> str:
     images.ensure_podman_image(images.TARGETS[0])
     _build_derived(BASE_IMAGE, BASE_CONTAINERFILE, images.TARGETS[0].name, WORK / "base")
     return BASE_IMAGE
-
-
-def ensure_target_image() -> str:
-    images.ensure_podman_image(images.TARGETS[0])
-    _build_derived(TARGET_IMAGE, TARGET_CONTAINERFILE, images.TARGETS[0].name, WORK / "target")
-    return TARGET_IMAGE
 
 
 def _collection_tarball(out: Path) -> Path:
@@ -202,39 +190,50 @@ def _ssh_key() -> Path:
     return key
 
 
-def start_target(image: str, key: Path) -> str:
-    """A fresh target container that accepts the key; returns its address on Podman's default network."""
-    services.remove_container(TARGET)
-    services.ensure_demo_target(TARGET, image, label="nanoclaw.provision=ee", host_network=False)
-    pub = key.with_suffix(".pub").read_text()
-    run(
-        [
-            "podman",
-            "exec",
-            "-i",
-            TARGET,
-            "sh",
-            "-c",
-            "install -d -m 0700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 0600 /root/.ssh/authorized_keys",
-        ],
-        input_text=pub,
-        capture=True,
+SSHD_DROP_IN = f"""# nanoclaw.provision test harness (tests/harness/ee.py): the EE reaches this target over SSH.
+# The target shares the test machine's network namespace: loopback only, on a port of its own.
+Port {SSH_PORT}
+ListenAddress 127.0.0.1
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+"""
+
+
+def ensure_sshd(target: str, key: Path) -> None:
+    """An SSH server in the target on 127.0.0.1:SSH_PORT that accepts the harness's key.
+
+    The configuration is written before openssh-server is installed: the package starts sshd at
+    once, and in the shared network namespace its default port 22 would be this machine's."""
+
+    def inside(script: str, input_text: str | None = None) -> None:
+        run(["podman", "exec", "-i", target, "sh", "-c", script], input_text=input_text, capture=True, quiet=True)
+
+    inside("install -d -m 0755 /etc/ssh/sshd_config.d && cat > /etc/ssh/sshd_config.d/nanoclaw-ee.conf", SSHD_DROP_IN)
+    inside(
+        "command -v sshd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+        "apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; }"
     )
+    inside(
+        "install -d -m 0700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 0600 /root/.ssh/authorized_keys",
+        key.with_suffix(".pub").read_text(),
+    )
+    inside("systemctl restart ssh.service")
+    # The target shares this machine's network namespace: its sshd answers here on loopback.
     deadline = time.monotonic() + 30
-    while (
-        run(["podman", "exec", TARGET, "systemctl", "is-active", "ssh"], check=False, capture=True, quiet=True).stdout.strip() != "active"
-    ):
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", SSH_PORT), timeout=2) as conn:
+                if conn.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
         if time.monotonic() > deadline:
-            raise HarnessError(f"sshd did not start in {TARGET}")
+            raise HarnessError(f"sshd in {target} does not answer on 127.0.0.1:{SSH_PORT}")
         time.sleep(0.5)
-    address = run(["podman", "inspect", TARGET, "--format", "{{.NetworkSettings.IPAddress}}"], capture=True, quiet=True).stdout.strip()
-    if not address:
-        raise HarnessError(f"{TARGET} has no address on Podman's default network")
-    return address
 
 
 def _source_inventory() -> Path:
-    return Path(os.environ.get("NANOCLAW_EE_INVENTORY", REPO / "tests" / "harness" / "files" / "ee_inventory"))
+    return Path(os.environ.get("NANOCLAW_EE_INVENTORY", REPO / "inventories" / "demo"))
 
 
 def _inventory_vars(source: Path) -> dict:
@@ -250,7 +249,7 @@ def _inventory_vars(source: Path) -> dict:
     return merged
 
 
-def write_private_data_dir(pdd: Path, ee_image: str, address: str, key: Path) -> None:
+def write_private_data_dir(pdd: Path, ee_image: str, target: str, key: Path) -> None:
     """The runner's input, laid out as AWX lays out a job: project, inventory, env (envvars, ssh_key)."""
     shutil.rmtree(pdd, ignore_errors=True)
     project = pdd / "project"
@@ -266,7 +265,8 @@ def write_private_data_dir(pdd: Path, ee_image: str, address: str, key: Path) ->
     host = {
         **_inventory_vars(source),
         "ansible_connection": "ssh",
-        "ansible_host": address,
+        "ansible_host": "127.0.0.1",
+        "ansible_port": SSH_PORT,
         "ansible_user": "root",
         "ansible_python_interpreter": "/usr/bin/python3",
     }
@@ -274,7 +274,7 @@ def write_private_data_dir(pdd: Path, ee_image: str, address: str, key: Path) ->
         "---\n# Written by tests/harness/ee.py from "
         + str(source.relative_to(REPO) if source.is_relative_to(REPO) else source)
         + "\n"
-        + json.dumps({"nanoclaw_hosts": {"hosts": {TARGET: host}}}, indent=2, sort_keys=True)
+        + json.dumps({"nanoclaw_hosts": {"hosts": {target: host}}}, indent=2, sort_keys=True)
         + "\n"
     )
     env = pdd / "env"
@@ -285,13 +285,15 @@ def write_private_data_dir(pdd: Path, ee_image: str, address: str, key: Path) ->
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
+        # Where the demo inventory's variables read the FIXTURE commits and the registries' CA and
+        # password (bind-mounted read-only below, at the same paths as on this machine).
+        "NANOCLAW_CACHE": str(CACHE),
+        "NANOCLAW_FIXTURE_JSON": str(fixture_repo.META),
+        **{k: os.environ[k] for k in ("NANOCLAW_MIRROR_PORT", "NANOCLAW_REGISTRY_PORT") if k in os.environ},
     }
     (env / "envvars").write_text(json.dumps(envvars, indent=2) + "\n")
-    # The job template's "job tags", as AWX passes them (env/cmdline). The EE's target reaches
-    # none of the FIXTURE services the demo inventory's later steps need (repository, Node
-    # tarball, registries on the test machine's loopback), so by default the job runs the
-    # preflight step of site.yml; NANOCLAW_EE_JOB_TAGS="" runs every step.
-    tags = os.environ.get("NANOCLAW_EE_JOB_TAGS", "preflight")
+    # A job template's "job tags", as AWX passes them (env/cmdline); by default every step runs.
+    tags = os.environ.get("NANOCLAW_EE_JOB_TAGS", "")
     if tags:
         (env / "cmdline").write_text(f"--tags {tags}\n")
     shutil.copy2(key, env / "ssh_key")
@@ -305,7 +307,15 @@ def write_private_data_dir(pdd: Path, ee_image: str, address: str, key: Path) ->
         # private data dir, which only root in the container can read. AWX's own runs avoid that
         # by running Podman rootless (the key's owner is root in the container) or by streaming
         # the job into the container (ansible-runner worker); here the job's user is root.
-        "container_options": ["--pull=never", "--user=0"],
+        # The network namespace of this machine: the target's sshd and the registries listen on its
+        # loopback (AWX's EE pods reach theirs over the cluster network).
+        "container_options": [
+            "--pull=never",
+            "--user=0",
+            "--network=host",
+            f"--volume={CACHE / 'registry'}:{CACHE / 'registry'}:ro",
+            f"--volume={fixture_repo.ROOT}:{fixture_repo.ROOT}:ro",
+        ],
     }
     (env / "settings").write_text(json.dumps(settings, indent=2) + "\n")
 
@@ -345,15 +355,15 @@ def run_playbook(pdd: Path, ident: str) -> RunnerResult:
     return RunnerResult(status=status, rc=rc, stats=stats, role_task_paths=paths, command=command, artifacts=artifacts)
 
 
-def target_fact() -> dict:
+def target_fact(target: str) -> dict:
     """What site.yml's first step leaves on the target: preflight's local fact file."""
-    proc = run(["podman", "exec", TARGET, "cat", "/etc/ansible/facts.d/nanoclaw_preflight.fact"], check=False, capture=True, quiet=True)
+    proc = run(["podman", "exec", target, "cat", "/etc/ansible/facts.d/nanoclaw_preflight.fact"], check=False, capture=True, quiet=True)
     if proc.returncode != 0:
-        raise HarnessError(f"{TARGET} has no /etc/ansible/facts.d/nanoclaw_preflight.fact after the run")
+        raise HarnessError(f"{target} has no /etc/ansible/facts.d/nanoclaw_preflight.fact after the run")
     return json.loads(proc.stdout)
 
 
-def check(result: RunnerResult, ee_image: str) -> list[str]:
+def check(result: RunnerResult, ee_image: str, target: str, expect_unchanged: bool) -> list[str]:
     """Every expectation of the EE run; returns what held, raises on the first that did not."""
     held = []
 
@@ -371,8 +381,8 @@ def check(result: RunnerResult, ee_image: str) -> list[str]:
     expect(ee_image in result.command, f"the job ran in {ee_image}", " ".join(result.command[-12:]))
     stats = result.stats
     expect(
-        TARGET in stats.get("processed", {}) and not stats.get("failures") and not stats.get("dark"),
-        f"{TARGET} reached over SSH, no failed or unreachable host",
+        target in stats.get("processed", {}) and not stats.get("failures") and not stats.get("dark"),
+        f"{target} reached over SSH, no failed or unreachable host",
         json.dumps(stats),
     )
     expect(
@@ -380,7 +390,9 @@ def check(result: RunnerResult, ee_image: str) -> list[str]:
         "every role task came from the collection installed in the EE",
         ", ".join(sorted({p.split(":")[0] for p in result.role_task_paths})[:5]),
     )
-    fact = target_fact()
+    if expect_unchanged:
+        expect(not stats.get("changed"), "the already converged target: changed=0 from inside the EE", json.dumps(stats.get("changed")))
+    fact = target_fact(target)
     expect(
         fact.get("platform") == "container" and fact.get("distribution") == "Debian" and fact.get("systemd") in (True, "true", "True"),
         "preflight's findings recorded on the target",
@@ -389,8 +401,8 @@ def check(result: RunnerResult, ee_image: str) -> list[str]:
     return held
 
 
-def stage() -> tuple[list[str], dict[str, float]]:
-    """The whole EE test; returns the checks that held and step timings."""
+def stage(target: str, expect_unchanged: bool = False) -> tuple[list[str], dict[str, float]]:
+    """The whole EE test against ``target`` (running, with its FIXTURES); returns the checks that held and step timings."""
     require("ssh-keygen", "apt-get install -y openssh-client")
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -401,18 +413,14 @@ def stage() -> tuple[list[str], dict[str, float]]:
     timings["EE image (ansible-builder)"] = time.monotonic() - mark
     mark = time.monotonic()
     key = _ssh_key()
-    target_image = ensure_target_image()
-    address = start_target(target_image, key)
-    timings["target"] = time.monotonic() - mark
+    ensure_sshd(target, key)
+    timings["sshd in the target"] = time.monotonic() - mark
     pdd = STATE / "ee-runner"
-    try:
-        write_private_data_dir(pdd, ee_image, address, key)
-        mark = time.monotonic()
-        result = run_playbook(pdd, f"site-{int(time.time())}")
-        timings["site.yml in the EE (ansible-runner)"] = time.monotonic() - mark
-        held = check(result, ee_image)
-    finally:
-        services.remove_container(TARGET)
+    write_private_data_dir(pdd, ee_image, target, key)
+    mark = time.monotonic()
+    result = run_playbook(pdd, f"site-{int(time.time())}")
+    timings["site.yml in the EE (ansible-runner)"] = time.monotonic() - mark
+    held = check(result, ee_image, target, expect_unchanged)
     for what in held:
         log(f"EE check held: {what}")
     log("EE timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

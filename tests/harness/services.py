@@ -42,8 +42,9 @@ def sweep_stale(scenarios: list[str]) -> None:
 DEMO_RECIPE = "3-debian13-host-network"
 
 
-def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=demo", host_network: bool = True) -> None:
+def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=demo", host_network: bool = True) -> bool:
     """Start (or keep) a disposable target host: a systemd container of the target image.
+    Returns True when it was started now, False when a running one was kept.
 
     The demo target shares this machine's network namespace (as the agent_image scenarios'
     targets do) so it reaches the harness's loopback registries under the address their
@@ -59,7 +60,7 @@ def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=d
     )
     if state.returncode == 0 and state.stdout.split() == ["true", recipe]:
         log(f"demo target {name} is running")
-        return
+        return False
     remove_container(name)
     run(
         [
@@ -86,7 +87,7 @@ def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=d
     while time.monotonic() < deadline:
         probe = run(["podman", "exec", name, "systemctl", "is-system-running"], check=False, capture=True, quiet=True)
         if probe.stdout.strip() in ("running", "degraded"):
-            return
+            return True
         time.sleep(1)
     raise HarnessError(f"demo target {name} did not boot systemd within 60 s")
 
