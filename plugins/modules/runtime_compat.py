@@ -22,7 +22,7 @@ description:
   - Environment diagnosis - engine and version, rootless or not, cgroup version, whether
     C(--memory), C(--cpus) and C(--pids-limit) are enforced (read from the container's own cgroup
     files, not trusted from the CLI's silence), whether the hardening flags C(--read-only),
-    C(--tmpfs /tmp), C(--cap-drop=ALL) and C(--security-opt=no-new-privileges) work,
+    C(--tmpfs /tmp:mode=1777), C(--cap-drop=ALL) and C(--security-opt=no-new-privileges) work,
     C(--userns=keep-id) support, bind-mount ownership (does the host user own what the container
     writes), C(/dev/net/tun) and C(/dev/fuse) access for rootless engines, subordinate id ranges,
     rlimit failures (C(setrlimit ... Operation not permitted)) and C(DOCKER_HOST)/socket
@@ -594,7 +594,7 @@ class Probe:
         return self.limit_check("pids", "--pids-limit", str(self.params["limits"]["pids"]))
 
     def check_hardening(self) -> Outcome:
-        flags = ["--read-only", "--tmpfs", "/tmp", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
+        flags = ["--read-only", "--tmpfs", "/tmp:mode=1777", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
         done = self.sh("hardening", HARDENING_SCRIPT, flags)
         if not done.ok:
             return False, self.failed(done, "run " + " ".join(flags))
