@@ -379,6 +379,8 @@ def write_info() -> Path:
         "server_key": str(SERVER_KEY),
         "docker_registry": shutil.which("docker-registry") or "/usr/bin/docker-registry",
     }
+    # This checkout's state directory may not exist yet when another checkout started the registries.
+    INFO_FILE.parent.mkdir(parents=True, exist_ok=True)
     INFO_FILE.write_text(json.dumps(info, indent=2) + "\n")
     return INFO_FILE
 
