@@ -85,12 +85,20 @@ def device_mode(path: str, mode: int) -> Iterator[None]:
         os.chmod(path, before)
 
 
-def ansible_playbook(argv: list[str], cwd: Path = REPO, env: dict | None = None) -> tuple[float, str, int]:
-    """Run ansible-playbook from the project venv; returns (wall seconds, output, rc)."""
+def ansible_playbook(argv: list[str], cwd: Path = REPO, env: dict | None = None, log_file: Path | None = None) -> tuple[float, str, int]:
+    """Run ansible-playbook from the project venv; returns (wall seconds, output, rc).
+
+    With ``log_file`` the output goes there as it comes (a long run can be followed with tail -f)."""
     full_env = {**os.environ, **tool_env(), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default", **(env or {})}
+    argv = [str(venv_bin() / "ansible-playbook"), *argv]
     started = time.monotonic()
-    proc = subprocess.run([str(venv_bin() / "ansible-playbook"), *argv], cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
-    return time.monotonic() - started, proc.stdout + proc.stderr, proc.returncode
+    if log_file is None:
+        proc = subprocess.run(argv, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
+        return time.monotonic() - started, proc.stdout + proc.stderr, proc.returncode
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as out:
+        proc = subprocess.run(argv, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT, text=True, check=False)
+    return time.monotonic() - started, log_file.read_text(errors="replace"), proc.returncode
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
@@ -332,11 +340,11 @@ def bench_kubernetes(runs: int, rounds: int, workdir: Path) -> tuple[dict, dict]
         title = k8s_title(cluster)
         log("kubernetes: laying down the kubernetes role (tests/k8s/play_kubernetes.yml)")
         role_vars = k8s_role_vars(cluster.admin_kubeconfig, k8s_volumes(volumes))
-        wall, output, rc = ansible_playbook(
-            ["-i", "localhost,", "-e", json.dumps(role_vars), str(REPO / "tests" / "k8s" / "play_kubernetes.yml")]
+        wall, _output, rc = ansible_playbook(
+            ["-i", "localhost,", "-e", json.dumps(role_vars), str(REPO / "tests" / "k8s" / "play_kubernetes.yml")],
+            log_file=OUTPUT / "bench-kubernetes-role.log",
         )
         if rc != 0:
-            (OUTPUT / "bench-kubernetes-role.log").write_text(output)
             raise HarnessError(f"the kubernetes role failed (rc {rc}); log in tests/output/bench-kubernetes-role.log")
         log(f"kubernetes role converged in {wall:.1f} s")
         cluster.kubectl("create", "namespace", K8S_FLOOR_NS)
@@ -447,6 +455,9 @@ def site_inventory(source: Path, name: str, runtime: str) -> dict:
             "ansible_python_interpreter": "/usr/bin/python3",
             "nanoclaw_runtime": runtime,
             "__demo_fixture": f"{{{{ lookup('ansible.builtin.file', '{fixture_repo.META}') | from_json }}}}",
+            # A repository of its own in the shared push registry: the demo (./run site) pushes the same
+            # tags of another build to demo/, and each would see the other's push as a change.
+            "nanoclaw_agent_image_registry_namespace": f"bench/{runtime}",
         }
     )
     if runtime == "docker":
@@ -512,12 +523,11 @@ def bench_site(runtime: str, workdir: Path, meta: dict) -> dict:
                 raise HarnessError(f"Ansible floor on {name} failed:\n{output[-2000:]}")
             result["floor"] = wall
             for label in ("first", "rerun"):
-                wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(REPO / "playbooks" / "site.yml")])
+                log_file = OUTPUT / f"bench-site-{runtime}-{label}.log"
+                log(f"site.yml {label} run on {name}; output in {log_file}")
+                wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(REPO / "playbooks" / "site.yml")], log_file=log_file)
                 counts = recap(output).get(name, {})
                 result[label] = {"wall": wall, "changed": counts.get("changed"), "rc": rc, "failed": counts.get("failed")}
-                log_file = OUTPUT / f"bench-site-{runtime}-{label}.log"
-                OUTPUT.mkdir(parents=True, exist_ok=True)
-                log_file.write_text(output)
                 if rc != 0:
                     result["error"] = f"site.yml {label} run failed (rc {rc}); log in tests/output/{log_file.name}"
                     break

@@ -136,5 +136,6 @@ def test_site_inventory_of_the_docker_row_keeps_the_machines_network_untouched()
     assert host["nanoclaw_docker_daemon_options"] == {"bridge": bench.DOCKER_BRIDGE, "iptables": False}
     assert host["nanoclaw_docker_registry_mirrors"] == ["https://{{ __demo_mirror }}"]
     assert str(bench.fixture_repo.META) in host["__demo_fixture"]
+    assert host["nanoclaw_agent_image_registry_namespace"] == "bench/docker"
     podman = bench.site_inventory(bench.REPO / "inventories" / "demo", "nanoclaw-bench-podman", "podman")["nanoclaw_hosts"]["hosts"]
     assert "nanoclaw_docker_daemon_options" not in podman["nanoclaw-bench-podman"]
