@@ -524,7 +524,7 @@ def bench_site(runtime: str, workdir: Path, meta: dict) -> dict:
             result["floor"] = wall
             for label in ("first", "rerun"):
                 log_file = OUTPUT / f"bench-site-{runtime}-{label}.log"
-                log(f"site.yml {label} run on {name}; output in {log_file}")
+                log(f"site.yml ({label}) on {name}; output in {log_file}")
                 wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(REPO / "playbooks" / "site.yml")], log_file=log_file)
                 counts = recap(output).get(name, {})
                 result[label] = {"wall": wall, "changed": counts.get("changed"), "rc": rc, "failed": counts.get("failed")}
