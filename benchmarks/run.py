@@ -836,16 +836,36 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="nanoclaw-bench-", dir=WORK) as tmp:
             workdir = Path(tmp)
             data["cold"], data["concurrent"] = {}, {}
-            for engine in engines:
-                # Rootless networking (slirp4netns) needs /dev/net/tun as a normal host has it; only for that engine's runs.
-                usable_tun = device_mode("/dev/net/tun", 0o666) if engine.key == "podman-rootless" else contextlib.nullcontext()
-                with usable_tun:
-                    problem = engine_problem(engine)
-                    if problem:
-                        log(f"not measuring {engine.key}: {problem}")
-                        data["cold"][engine.key] = data["concurrent"][engine.key] = {"title": engine.title, "unavailable": problem}
-                        continue
-                    data["cold"][engine.key], data["concurrent"][engine.key] = bench_engine(engine, runs, rounds, workdir)
+            retry: list[Engine] = []
+            for attempt, batch in enumerate((engines, retry)):
+                for engine in list(batch):
+                    # Rootless networking (slirp4netns) needs /dev/net/tun as a normal host has it; only for that engine's runs.
+                    usable_tun = device_mode("/dev/net/tun", 0o666) if engine.key == "podman-rootless" else contextlib.nullcontext()
+                    with usable_tun:
+                        if attempt and engine.key == "docker" and "dockerd" in services._STARTED:
+                            # Our own dockerd, restarted: it makes docker0 again.
+                            services.stop_daemon("dockerd")
+                            services._STARTED.remove("dockerd")
+                            fixtures.ensure_dockerd()
+                        problem = engine_problem(engine)
+                        if problem:
+                            log(f"not measuring {engine.key}: {problem}")
+                            data["cold"][engine.key] = data["concurrent"][engine.key] = {"title": engine.title, "unavailable": problem}
+                            continue
+                        try:
+                            data["cold"][engine.key], data["concurrent"][engine.key] = bench_engine(engine, runs, rounds, workdir)
+                        except HarnessError as exc:
+                            # The machine is shared: e.g. a Docker daemon started with "bridge": "none" in this network
+                            # namespace (a target sharing it) deletes docker0 at its start, under this run's feet.
+                            error = " ".join(str(exc).split())
+                            log(f"{engine.key} failed mid-run: {error[-500:]}")
+                            data["cold"][engine.key] = data["concurrent"][engine.key] = {
+                                "title": engine.title,
+                                "unavailable": f"failed mid-run{' twice' if attempt else ''}: {error[-300:]}",
+                            }
+                            if not attempt:
+                                log(f"{engine.key}: trying again after the other engines")
+                                retry.append(engine)
             if "kubernetes" in parts:
                 OUTPUT.mkdir(parents=True, exist_ok=True)
                 try:
