@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.harness import fixture_repo, fixtures, images, services  # noqa: E402
+from tests.harness import cli, fixture_repo, fixtures, images, k8s, k8s_node, registry, services  # noqa: E402
 from tests.harness.common import CACHE, HarnessError, log, run  # noqa: E402
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, load_yaml, tool_env, venv_bin  # noqa: E402
 
@@ -50,6 +50,7 @@ OUTPUT = REPO / "tests" / "output"
 IMAGE = f"{fixtures.AGENT}:ok"
 WORK = CACHE / "bench"
 SITE_RUNTIMES = ["podman", "docker"]
+PARTS = ["engines", "kubernetes", "agent_image", "site"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -84,12 +85,20 @@ def device_mode(path: str, mode: int) -> Iterator[None]:
         os.chmod(path, before)
 
 
-def ansible_playbook(argv: list[str], cwd: Path = REPO, env: dict | None = None) -> tuple[float, str, int]:
-    """Run ansible-playbook from the project venv; returns (wall seconds, output, rc)."""
+def ansible_playbook(argv: list[str], cwd: Path = REPO, env: dict | None = None, log_file: Path | None = None) -> tuple[float, str, int]:
+    """Run ansible-playbook from the project venv; returns (wall seconds, output, rc).
+
+    With ``log_file`` the output goes there as it comes (a long run can be followed with tail -f)."""
     full_env = {**os.environ, **tool_env(), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default", **(env or {})}
+    argv = [str(venv_bin() / "ansible-playbook"), *argv]
     started = time.monotonic()
-    proc = subprocess.run([str(venv_bin() / "ansible-playbook"), *argv], cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
-    return time.monotonic() - started, proc.stdout + proc.stderr, proc.returncode
+    if log_file is None:
+        proc = subprocess.run(argv, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
+        return time.monotonic() - started, proc.stdout + proc.stderr, proc.returncode
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as out:
+        proc = subprocess.run(argv, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT, text=True, check=False)
+    return time.monotonic() - started, log_file.read_text(errors="replace"), proc.returncode
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
@@ -110,6 +119,10 @@ class Engine:
     cli: list[str]  # argv prefix of the same CLI the module runs
     module_args: dict
     env: dict = field(default_factory=dict)
+    # The module's timing that is "spawn -> parsed result" for this engine (Job mode: create_to_parsed).
+    result_key: str = "spawn_to_result"
+    # The floor on this engine, ``runs`` samples; None: ``run --rm --entrypoint true IMAGE`` with ``cli``.
+    floor: Callable[[int], list[float]] | None = None
 
 
 def prepare_engines() -> list[Engine]:
@@ -203,11 +216,11 @@ def smoke_runs(engine: Engine, runs: int, hosts: int, workdir: Path) -> tuple[li
 def bench_engine(engine: Engine, runs: int, rounds: int, workdir: Path) -> tuple[dict, dict]:
     """Cold start (floor and agent_smoke, ``runs`` each) and 5 concurrent agents vs one (``rounds`` each) on one engine."""
     log(f"cold start on {engine.key}: floor x{runs}")
-    floor = floor_runs(engine, runs)
+    floor = engine.floor(runs) if engine.floor else floor_runs(engine, runs)
     log(f"cold start on {engine.key}: agent_smoke x{runs}")
     smoke_runs(engine, 1, 1, workdir)  # warm-up, not counted
     timings = smoke_runs(engine, runs, 1, workdir)[0]
-    agent = [t["spawn_to_result"] for t in timings]
+    agent = [t[engine.result_key] for t in timings]
     total = [t["total"] for t in timings]
     cold = {
         "title": engine.title,
@@ -219,8 +232,8 @@ def bench_engine(engine: Engine, runs: int, rounds: int, workdir: Path) -> tuple
     log(f"5 concurrent agents on {engine.key}: {rounds} rounds")
     one_t, wall_1 = smoke_runs(engine, rounds, 1, workdir)
     five_t, wall_5 = smoke_runs(engine, rounds, 5, workdir)
-    one = [t["spawn_to_result"] for t in one_t]
-    five = [t["spawn_to_result"] for t in five_t]
+    one = [t[engine.result_key] for t in one_t]
+    five = [t[engine.result_key] for t in five_t]
     concurrent = {
         "title": engine.title,
         "one": summary(one),
@@ -232,17 +245,128 @@ def bench_engine(engine: Engine, runs: int, rounds: int, workdir: Path) -> tuple
     return cold, concurrent
 
 
-def kubernetes_job_status() -> str | None:
-    """None when agent_smoke can run a Kubernetes Job and a cluster is given; else why not."""
-    source = (REPO / "plugins" / "modules" / "agent_smoke.py").read_text()
-    with tempfile.NamedTemporaryFile("w", suffix=".yml") as doc_file:
-        doc_file.write(source.split('DOCUMENTATION = r"""', 1)[1].split('"""', 1)[0])
-        doc_file.flush()
-        doc = load_yaml(Path(doc_file.name))
-    choices = doc["options"]["engine"].get("choices", [])
-    if "kubernetes" not in choices:
-        return f"agent_smoke has no Kubernetes Job engine at this commit (engine choices: {', '.join(choices)})"
-    return "agent_smoke has a kubernetes engine, but this script does not drive it yet"
+# ---------------------------------------------------------------- Kubernetes Job
+K8S_NS = "nc-bench"
+K8S_FLOOR_NS = "nc-bench-floor"
+K8S_CLAIMS = ["nanoclaw-group-main", "nanoclaw-ipc-main", "nanoclaw-sessions-main", "nanoclaw-project-ro"]
+K8S_TITLE = "Kubernetes Job (harness node)"
+
+
+def k8s_volumes(base: Path) -> Path:
+    """The local volumes' directories on the node, as tests/k8s/test_stage_b.py makes them:
+    owned by the agent's uid (1000) and group 0, group-writable with setgid."""
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    for claim in K8S_CLAIMS:
+        path = base / K8S_NS / claim
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, 1000, 0)
+        path.chmod(0o2775)
+    (base / K8S_NS).chmod(0o755)
+    return base
+
+
+def k8s_role_vars(kubeconfig: Path, volumes: Path) -> dict:
+    """The kubernetes role's variables of tests/k8s/test_stage_b.py (_role_vars): local static PVs on the
+    harness node, the fixture agent image (never pulled), requests small enough for 5 agents at once."""
+    return {
+        "nanoclaw_kubernetes_kubeconfig": str(kubeconfig),
+        "nanoclaw_kubernetes_namespace": K8S_NS,
+        "nanoclaw_kubernetes_groups": ["main"],
+        "nanoclaw_kubernetes_access_mode": "ReadWriteOnce",
+        "nanoclaw_kubernetes_project_access_mode": "ReadOnlyMany",
+        "nanoclaw_kubernetes_static_pvs": True,
+        "nanoclaw_kubernetes_static_pv_type": "local",
+        "nanoclaw_kubernetes_static_pv_path": str(volumes),
+        "nanoclaw_kubernetes_node_name": k8s_node.NODE_NAME,
+        "nanoclaw_kubernetes_wait_for_bound": True,
+        "nanoclaw_kubernetes_agent_image": IMAGE,
+        "nanoclaw_kubernetes_image_pull_policy": "Never",
+        "nanoclaw_kubernetes_agent_cpu": "1",
+        "nanoclaw_kubernetes_agent_memory": "512Mi",
+        "nanoclaw_kubernetes_agent_cpu_request": "100m",
+        "nanoclaw_kubernetes_agent_memory_request": "128Mi",
+        "ansible_python_interpreter": str(venv_bin() / "python"),
+    }
+
+
+def k8s_floor_runs(kubectl: list[str], runs: int) -> list[float]:
+    """A Job running ``true`` in the fixture agent image (a namespace of its own, no PSA labels),
+    timed from ``kubectl create job`` until ``kubectl delete --cascade=foreground --wait`` returned."""
+    samples = []
+    for index in range(runs + 1):
+        name = f"bench-floor-{index}"
+        started = time.monotonic()
+        for argv in (
+            ["create", "job", name, f"--image={IMAGE}", "--", "true"],
+            ["wait", "--for=condition=complete", f"job/{name}", "--timeout=180s"],
+            ["delete", "job", name, "--cascade=foreground", "--wait"],
+        ):
+            proc = subprocess.run([*kubectl, "-n", K8S_FLOOR_NS, *argv], capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise HarnessError(f"floor Job: kubectl {' '.join(argv)} failed: {proc.stderr.strip()[-300:]}")
+        elapsed = time.monotonic() - started
+        if index:  # the first one warms the node (image, sandbox) and is not counted
+            samples.append(elapsed)
+    return samples
+
+
+def k8s_title(cluster: k8s.Cluster) -> str:
+    """The row's title from what the node reports, e.g. "Kubernetes Job (harness node: containerd 1.6, kubelet v1.33)"."""
+    info = json.loads(cluster.kubectl("get", "node", k8s_node.NODE_NAME, "-o", "json").stdout)["status"]["nodeInfo"]
+    runtime, _sep, version = info["containerRuntimeVersion"].partition("://")
+    minor = ".".join(re.split(r"[^0-9]+", version)[:2])
+    kubelet = ".".join(info["kubeletVersion"].split(".")[:2])
+    return f"Kubernetes Job (harness node: {runtime} {minor}, kubelet {kubelet})"
+
+
+def bench_kubernetes(runs: int, rounds: int, workdir: Path) -> tuple[dict, dict]:
+    """The harness's real cluster and node (as ``./run k8s:b``), the kubernetes role laid down as
+    tests/k8s/test_stage_b.py does, then agent_smoke ``engine: kubernetes`` against a ``true`` Job.
+    Anything that stops it is reported as "not measured: <reason>", never estimated."""
+    cluster = None
+    node_started = False
+    volumes = Path(tempfile.mkdtemp(prefix="nanoclaw-bench-k8s-"))
+    try:
+        try:
+            log("kubernetes: starting the harness's control plane and node")
+            cluster = k8s.start()
+            node_started = True
+            k8s_node.start(cluster)
+        except (HarnessError, subprocess.CalledProcessError, OSError) as exc:
+            reason = f"the harness's cluster did not start: {' '.join(str(exc).split())[:300]}"
+            log(f"not measuring kubernetes: {reason}")
+            return ({"title": K8S_TITLE, "not_measured": reason}, {"title": K8S_TITLE, "not_measured": reason})
+        title = k8s_title(cluster)
+        log("kubernetes: laying down the kubernetes role (tests/k8s/play_kubernetes.yml)")
+        role_vars = k8s_role_vars(cluster.admin_kubeconfig, k8s_volumes(volumes))
+        wall, _output, rc = ansible_playbook(
+            ["-i", "localhost,", "-e", json.dumps(role_vars), str(REPO / "tests" / "k8s" / "play_kubernetes.yml")],
+            log_file=OUTPUT / "bench-kubernetes-role.log",
+        )
+        if rc != 0:
+            raise HarnessError(f"the kubernetes role failed (rc {rc}); log in tests/output/bench-kubernetes-role.log")
+        log(f"kubernetes role converged in {wall:.1f} s")
+        cluster.kubectl("create", "namespace", K8S_FLOOR_NS)
+        deadline = time.monotonic() + 60
+        while cluster.kubectl("-n", K8S_FLOOR_NS, "get", "serviceaccount", "default", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise HarnessError(f"no default ServiceAccount in {K8S_FLOOR_NS} after 60 s")
+            time.sleep(0.5)
+        engine = Engine(
+            "kubernetes",
+            title,
+            [str(cluster.bin / "kubectl"), f"--kubeconfig={cluster.admin_kubeconfig}"],
+            {"engine": "kubernetes", "kubeconfig": str(cluster.admin_kubeconfig), "namespace": K8S_NS, "group": "main", "timeout": 180},
+            result_key="create_to_parsed",
+        )
+        engine.floor = lambda n: k8s_floor_runs(engine.cli, n)
+        return bench_engine(engine, runs, rounds, workdir)
+    finally:
+        if node_started:
+            k8s_node.stop(cluster)
+        k8s.stop()
+        shutil.rmtree(volumes, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- Ansible floors, agent_image, site.yml
@@ -306,8 +430,19 @@ def bench_agent_image(workdir: Path) -> dict:
     return result
 
 
+# The Docker row's target shares this machine's network namespace (to reach the loopback
+# registries): its dockerd gets a bridge of the benchmark's own, made here, and no iptables
+# rules, so the machine's docker0 and firewall stay untouched.
+DOCKER_BRIDGE = "ncbench0"
+DOCKER_BRIDGE_ADDRESS = "10.252.0.1/24"
+DOCKER_DAEMON_OPTIONS = {"bridge": DOCKER_BRIDGE, "iptables": False}
+
+
 def site_inventory(source: Path, name: str, runtime: str) -> dict:
-    """The source inventory's nanoclaw_hosts variables, with this target as the only host."""
+    """The source inventory's nanoclaw_hosts variables, with this target as the only host.
+
+    The demo's group_vars find fixture.json relative to the inventory's directory; the copy
+    here lives elsewhere, so the host names it by its absolute path."""
     data = load_yaml(source / "hosts.yml") or {}
     group = data.get("nanoclaw_hosts") or {}
     host = dict(group.get("vars") or {})
@@ -319,13 +454,43 @@ def site_inventory(source: Path, name: str, runtime: str) -> dict:
             "ansible_connection": "containers.podman.podman",
             "ansible_python_interpreter": "/usr/bin/python3",
             "nanoclaw_runtime": runtime,
+            "__demo_fixture": f"{{{{ lookup('ansible.builtin.file', '{fixture_repo.META}') | from_json }}}}",
+            # A repository of its own in the shared push registry: the demo (./run site) pushes the same
+            # tags of another build to demo/, and each would see the other's push as a change.
+            "nanoclaw_agent_image_registry_namespace": f"bench/{runtime}",
         }
     )
+    if runtime == "docker":
+        host.update(
+            {
+                # docker.io through the pre-seeded mirror (its CA: nanoclaw_site_registry_cas, /etc/docker/certs.d).
+                "nanoclaw_docker_registry_mirrors": ["https://{{ __demo_mirror }}"],
+                "nanoclaw_docker_daemon_options": DOCKER_DAEMON_OPTIONS,
+                # Build steps use the host network (the daemon's bridge has no NAT), as agent_image_docker does.
+                "nanoclaw_agent_image_build_network": "host",
+            }
+        )
     return {"nanoclaw_hosts": {"hosts": {name: host}}}
 
 
-def bench_site(runtime: str, workdir: Path) -> dict:
-    """site.yml on a fresh target container: first converge, then the idempotent rerun."""
+@contextlib.contextmanager
+def docker_bridge() -> Iterator[None]:
+    """The bridge the Docker row's daemon uses (up, with the gateway address); deleted afterwards."""
+    sys_path = Path(f"/sys/class/net/{DOCKER_BRIDGE}")
+    if not sys_path.exists():
+        run(["ip", "link", "add", DOCKER_BRIDGE, "type", "bridge"], capture=True, quiet=True)
+    addresses = run(["ip", "-4", "-o", "addr", "show", "dev", DOCKER_BRIDGE], capture=True, quiet=True).stdout
+    if f" {DOCKER_BRIDGE_ADDRESS.partition('/')[0]}/" not in addresses:
+        run(["ip", "addr", "add", DOCKER_BRIDGE_ADDRESS, "dev", DOCKER_BRIDGE], capture=True, quiet=True)
+    run(["ip", "link", "set", DOCKER_BRIDGE, "up"], capture=True, quiet=True)
+    try:
+        yield
+    finally:
+        run(["ip", "link", "delete", DOCKER_BRIDGE], check=False, capture=True, quiet=True)
+
+
+def bench_site(runtime: str, workdir: Path, meta: dict) -> dict:
+    """site.yml on a fresh Debian 13 target (host network, the demo's fixtures): first converge, then the rerun."""
     source = Path(os.environ.get("NANOCLAW_BENCH_INVENTORY", REPO / "inventories" / "demo"))
     name = f"nanoclaw-bench-{runtime}"
     inv_dir = workdir / f"inventory-{runtime}"
@@ -337,23 +502,38 @@ def bench_site(runtime: str, workdir: Path) -> dict:
     floor = workdir / "floor_target.yml"
     floor.write_text(FLOOR_TARGET)
     services.remove_container(name)
-    services.ensure_demo_target(name, images.TARGETS[0].name, label="nanoclaw.provision=bench")
-    result: dict = {"target": name}
-    try:
-        wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(floor)])
-        if rc != 0:
-            raise HarnessError(f"Ansible floor on {name} failed:\n{output[-2000:]}")
-        result["floor"] = wall
-        for label in ("first", "rerun"):
-            wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(REPO / "playbooks" / "site.yml")])
-            counts = recap(output).get(name, {})
-            result[label] = {"wall": wall, "changed": counts.get("changed"), "rc": rc, "failed": counts.get("failed")}
+    result: dict = {"target": name, "image": cli.DEMO_IMAGE.name}
+    network = docker_bridge() if runtime == "docker" else contextlib.nullcontext()
+    with network:
+        try:
+            services.ensure_demo_target(name, cli.DEMO_IMAGE.name, label="nanoclaw.provision=bench", host_network=True)
+            cli.prepare_demo_target(meta, name)
+            if runtime == "docker":
+                # Before docker.io is installed: its package starts dockerd at once, which must come up on
+                # the benchmark's bridge without iptables rules (molecule/agent_image_common/prepare_docker.yml).
+                run(["podman", "exec", name, "mkdir", "-p", "/etc/docker"], capture=True, quiet=True)
+                run(
+                    ["podman", "exec", "-i", name, "sh", "-c", "cat > /etc/docker/daemon.json"],
+                    input_text=json.dumps(DOCKER_DAEMON_OPTIONS) + "\n",
+                    capture=True,
+                    quiet=True,
+                )
+            wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(floor)])
             if rc != 0:
-                (workdir / f"site-{runtime}-{label}.log").write_text(output)
-                result["error"] = f"site.yml {label} run failed (rc {rc}); log in {workdir / f'site-{runtime}-{label}.log'}"
-                break
-    finally:
-        services.remove_container(name)
+                raise HarnessError(f"Ansible floor on {name} failed:\n{output[-2000:]}")
+            result["floor"] = wall
+            for label in ("first", "rerun"):
+                log_file = OUTPUT / f"bench-site-{runtime}-{label}.log"
+                log(f"site.yml ({label}) on {name}; output in {log_file}")
+                wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(REPO / "playbooks" / "site.yml")], log_file=log_file)
+                counts = recap(output).get(name, {})
+                result[label] = {"wall": wall, "changed": counts.get("changed"), "rc": rc, "failed": counts.get("failed")}
+                if rc != 0:
+                    result["error"] = f"site.yml {label} run failed (rc {rc}); log in tests/output/{log_file.name}"
+                    break
+        finally:
+            # The target (and its dockerd) goes before the bridge it uses.
+            services.remove_container(name)
     return result
 
 
@@ -414,6 +594,16 @@ def fmt_s(value: float) -> str:
     return f"{value:.2f} s" if value >= 1 else f"{value * 1000:.0f} ms"
 
 
+def cell_text(text: str) -> str:
+    """One line of text that cannot break a Markdown table row."""
+    return " ".join(str(text).split()).replace("|", "/")
+
+
+def site_image(data: dict) -> str:
+    images_used = {row.get("image") for row in data["site"].values() if row.get("image")}
+    return ", ".join(sorted(images_used)) or "localhost/nanoclaw-target:debian13"
+
+
 def render(data: dict) -> str:
     m = data["machine"]
     lines = [
@@ -459,13 +649,29 @@ def render(data: dict) -> str:
             error = row["unavailable"].replace("|", "/")
             lines.append(f"| {row['title']} | not measured: this engine could not run a container in this run: `{error}` |||||||||")
             continue
+        if "not_measured" in row:
+            lines.append(f"| {row['title']} | not measured: {cell_text(row['not_measured'])} |||||||||")
+            continue
         f, a, g = row["floor"], row["agent"], row["total"]
         lines.append(
             f"| {row['title']} | {fmt_s(f['p50'])} | {fmt_s(f['p95'])} | {fmt_s(a['p50'])} | {fmt_s(a['p95'])} "
             f"| {fmt_s(g['p50'])} | {fmt_s(g['p95'])} | {a['p50'] / f['p50']:.2f}x "
             f"| {g['p50'] / f['p50']:.2f}x | {g['p95'] / f['p95']:.2f}x |"
         )
-    lines.append(f"| Kubernetes Job | not measured: {data['kubernetes']} |||||||||")
+    if "kubernetes" not in data["cold"] and data.get("kubernetes"):  # the raw data of an older run
+        lines.append(f"| Kubernetes Job | not measured: {cell_text(data['kubernetes'])} |||||||||")
+    if "kubernetes" in data["cold"]:
+        lines += [
+            "",
+            "For the Kubernetes Job row the module runs in Job mode (`engine: kubernetes`) against the harness's own",
+            "single-node cluster (`./run k8s:b`: control plane and kubelet built from k8s.io/kubernetes, Debian's containerd),",
+            "with the `nanoclaw.provision.kubernetes` role laid down as its stage B tests do (local static PVs, the fixture",
+            "image never pulled). *result* is the module's `create_to_parsed` (Job create request → the output's end",
+            "marker read from the pod log), *gone* its `total` (until the Job and its pod are deleted). Floor: a Job",
+            "running `true` in the same image in a namespace of its own, from `kubectl create job` through",
+            "`kubectl wait --for=condition=complete` to `kubectl delete job --cascade=foreground --wait` returning (three",
+            "kubectl processes, so the floor carries their start-up too).",
+        ]
     lines += [
         "",
         f"## 5 concurrent agents vs one ({data['concurrent_rounds']} agents per host)",
@@ -478,7 +684,7 @@ def render(data: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in data["concurrent"].values():
-        if "unavailable" in row:
+        if "unavailable" in row or "not_measured" in row:
             lines.append(f"| {row['title']} | not measured (see above) |||||||")
             continue
         one, five = row["one"], row["five"]
@@ -512,15 +718,25 @@ def render(data: dict) -> str:
             "",
             "## site.yml: first converge vs idempotent rerun",
             "",
-            "`ansible-playbook playbooks/site.yml` against a fresh systemd target container (`localhost/nanoclaw-target:debian12`,",
-            "Podman connection), with the variables of `inventories/demo` and `nanoclaw_runtime` set per column. Floor: a play",
-            "that only connects and gathers facts on the same target.",
+            "`ansible-playbook playbooks/site.yml` against a fresh systemd target container per row, set up as `./run site`",
+            f"sets up its demo target: the Debian 13 image (`{site_image(data)}`), privileged, in this machine's network",
+            "namespace (to reach the harness's loopback registries), with the FIXTURE NanoClaw repository and Node tarball",
+            "copied in; the variables of `inventories/demo` (pinned fixture commit, docker.io through the pre-seeded mirror,",
+            "the image pushed to the TLS + htpasswd registry) and `nanoclaw_runtime` per row, over a Podman connection.",
+            "The first converge installs the runtime from Debian's archive, clones and builds NanoClaw, builds and pushes the",
+            "agent image and runs the compat checks and the agent smoke test; the rerun must change nothing. For the docker",
+            f"row the target's dockerd uses a bridge of the benchmark's own (`{DOCKER_BRIDGE}`, made before the target starts,",
+            "deleted after) without iptables rules (`nanoclaw_docker_daemon_options`), so this machine's docker0 and firewall",
+            "stay untouched. Floor: a play that only connects and gathers facts on the same target.",
             "",
             "| runtime | floor | first converge | changed | rerun | changed | first / floor | rerun / floor |",
             "|---|---|---|---|---|---|---|---|",
         ]
     )
     for runtime, row in data["site"].items():
+        if "not_measured" in row:
+            lines.append(f"| {runtime} | not measured: {cell_text(row['not_measured'])} | | | | | | |")
+            continue
         if "floor" not in row:
             lines.append(f"| {runtime} | failed: {row.get('error', '')} | | | | | | |")
             continue
@@ -569,6 +785,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-site", action="store_true", help="leave out the site.yml and agent_image measurements")
     parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of the parts to measure: {', '.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--site-runtimes",
+        default=",".join(SITE_RUNTIMES),
+        help=f"comma-separated nanoclaw_runtime values for the site.yml rows (default: {','.join(SITE_RUNTIMES)})",
+    )
+    parser.add_argument(
         "--from-json", type=Path, help="measure nothing: render the report again from a run's raw data (tests/output/bench.json)"
     )
     args = parser.parse_args(argv)
@@ -596,31 +822,71 @@ def main(argv: list[str] | None = None) -> int:
         "concurrent_rounds": rounds,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    parts = {p.strip() for p in args.only.split(",") if p.strip()}
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise SystemExit(f"--only: unknown part(s) {', '.join(sorted(unknown))} (choose from {', '.join(PARTS)})")
+    if args.skip_site:
+        parts -= {"agent_image", "site"}
+    site_runtimes = [r.strip() for r in args.site_runtimes.split(",") if r.strip()]
     try:
         wanted = [e.strip() for e in args.engines.split(",") if e.strip()]
-        engines = [e for e in prepare_engines() if e.key in wanted]
+        engines = [e for e in prepare_engines() if e.key in wanted] if "engines" in parts else []
         data["machine"] = machine_info()
         with tempfile.TemporaryDirectory(prefix="nanoclaw-bench-", dir=WORK) as tmp:
             workdir = Path(tmp)
             data["cold"], data["concurrent"] = {}, {}
-            for engine in engines:
-                # Rootless networking (slirp4netns) needs /dev/net/tun as a normal host has it; only for that engine's runs.
-                usable_tun = device_mode("/dev/net/tun", 0o666) if engine.key == "podman-rootless" else contextlib.nullcontext()
-                with usable_tun:
-                    problem = engine_problem(engine)
-                    if problem:
-                        log(f"not measuring {engine.key}: {problem}")
-                        data["cold"][engine.key] = data["concurrent"][engine.key] = {"title": engine.title, "unavailable": problem}
-                        continue
-                    data["cold"][engine.key], data["concurrent"][engine.key] = bench_engine(engine, runs, rounds, workdir)
-            data["kubernetes"] = kubernetes_job_status()
+            retry: list[Engine] = []
+            for attempt, batch in enumerate((engines, retry)):
+                for engine in list(batch):
+                    # Rootless networking (slirp4netns) needs /dev/net/tun as a normal host has it; only for that engine's runs.
+                    usable_tun = device_mode("/dev/net/tun", 0o666) if engine.key == "podman-rootless" else contextlib.nullcontext()
+                    with usable_tun:
+                        if attempt and engine.key == "docker" and "dockerd" in services._STARTED:
+                            # Our own dockerd, restarted: it makes docker0 again.
+                            services.stop_daemon("dockerd")
+                            services._STARTED.remove("dockerd")
+                            fixtures.ensure_dockerd()
+                        problem = engine_problem(engine)
+                        if problem:
+                            log(f"not measuring {engine.key}: {problem}")
+                            data["cold"][engine.key] = data["concurrent"][engine.key] = {"title": engine.title, "unavailable": problem}
+                            continue
+                        try:
+                            data["cold"][engine.key], data["concurrent"][engine.key] = bench_engine(engine, runs, rounds, workdir)
+                        except HarnessError as exc:
+                            # The machine is shared: e.g. a Docker daemon started with "bridge": "none" in this network
+                            # namespace (a target sharing it) deletes docker0 at its start, under this run's feet.
+                            error = " ".join(str(exc).split())
+                            log(f"{engine.key} failed mid-run: {error[-500:]}")
+                            data["cold"][engine.key] = data["concurrent"][engine.key] = {
+                                "title": engine.title,
+                                "unavailable": f"failed mid-run{' twice' if attempt else ''}: {error[-300:]}",
+                            }
+                            if not attempt:
+                                log(f"{engine.key}: trying again after the other engines")
+                                retry.append(engine)
+            if "kubernetes" in parts:
+                OUTPUT.mkdir(parents=True, exist_ok=True)
+                try:
+                    data["cold"]["kubernetes"], data["concurrent"]["kubernetes"] = bench_kubernetes(runs, rounds, workdir)
+                except HarnessError as exc:
+                    reason = f"the run on the harness's cluster failed: {' '.join(str(exc).split())[:400]}"
+                    log(f"kubernetes: {reason}")
+                    data["cold"]["kubernetes"] = data["concurrent"]["kubernetes"] = {"title": K8S_TITLE, "not_measured": reason}
             data["site"] = {}
-            if not args.skip_site:
+            if "agent_image" in parts:
                 log("agent_image role: first run and no-change rerun")
                 data["agent_image"] = bench_agent_image(workdir)
-            for runtime in [] if args.skip_site else SITE_RUNTIMES:
-                log(f"site.yml first converge and rerun, nanoclaw_runtime={runtime}")
-                data["site"][runtime] = bench_site(runtime, workdir)
+            if "site" in parts and site_runtimes:
+                # What ./run site gives its demo target (cli.stage_site): the loopback registries
+                # (reused when they already answer) and the FIXTURE repository and Node tarball.
+                registry.ensure_registries()
+                meta = fixture_repo.build()
+                images.ensure_podman_image(cli.DEMO_IMAGE)
+                for runtime in site_runtimes:
+                    log(f"site.yml first converge and rerun, nanoclaw_runtime={runtime}")
+                    data["site"][runtime] = bench_site(runtime, workdir, meta)
     finally:
         services.stop_started()
     data["loadavg_end"] = os.getloadavg()

@@ -431,24 +431,25 @@ def playbook_run(argv: list[str], log_file: Path) -> tuple[int, dict[str, dict[s
     return rc, parse_recap(lines[-50:]), time.monotonic() - started
 
 
-def prepare_demo_target(meta: dict) -> None:
-    """Give the demo target what a real host gets from elsewhere: the FIXTURE repository and
-    Node tarball (its "internal mirror"), and /dev/net/tun and /dev/fuse as open as on a
-    normal Debian host (0666; this machine's are 0600 and privileged containers inherit that)."""
+def prepare_demo_target(meta: dict, container: str = DEMO_CONTAINER) -> None:
+    """Give a demo target (the demo's, or the benchmark's) what a real host gets from elsewhere:
+    the FIXTURE repository and Node tarball (its "internal mirror"), and /dev/net/tun and
+    /dev/fuse as open as on a normal Debian host (0666; this machine's are 0600 and privileged
+    containers inherit that)."""
 
     def inside(*argv: str) -> subprocess.CompletedProcess[str]:
-        return run(["podman", "exec", DEMO_CONTAINER, *argv], capture=True, quiet=True)
+        return run(["podman", "exec", container, *argv], capture=True, quiet=True)
 
     inside("chmod", "0666", "/dev/net/tun", "/dev/fuse")
     inside("mkdir", "-p", DEMO_FIXTURE_DIR)
     archive = Path(meta["v1"]["archive"])
     node = Path(meta["root"]) / "mirror" / meta["node"]["file"]
     stamp = f"{sha256_of(archive)} {meta['node']['sha256']}"
-    seen = run(["podman", "exec", DEMO_CONTAINER, "cat", f"{DEMO_FIXTURE_DIR}/.stamp"], check=False, capture=True, quiet=True)
+    seen = run(["podman", "exec", container, "cat", f"{DEMO_FIXTURE_DIR}/.stamp"], check=False, capture=True, quiet=True)
     if seen.stdout.strip() == stamp:
         return
     for source in (archive, node):
-        run(["podman", "cp", str(source), f"{DEMO_CONTAINER}:{DEMO_FIXTURE_DIR}/{source.name}"], quiet=True)
+        run(["podman", "cp", str(source), f"{container}:{DEMO_FIXTURE_DIR}/{source.name}"], quiet=True)
     bare = f"{DEMO_FIXTURE_DIR}/nanoclaw-v1.git"
     inside("sh", "-c", f"rm -rf {bare} && tar -C {DEMO_FIXTURE_DIR} -xzf {DEMO_FIXTURE_DIR}/{archive.name} && chmod -R a+rX {bare}")
     # The service user clones it over file://: git refuses a repository another user owns.

@@ -80,3 +80,62 @@ def test_report_gives_ratios_against_the_floor_and_names_what_was_not_measured()
     assert "| podman | 5.00 s | 20.00 s | 2 | 10.00 s | 0 | 4.00x | 2.00x |" in text
     assert "`abc123`" in text
     assert "SMOKE" not in text
+
+
+def test_report_renders_the_kubernetes_job_row_with_its_floor_and_explains_it() -> None:
+    data = _data()
+    del data["kubernetes"]
+    floor = bench.summary([2.0, 2.0, 4.0])
+    data["cold"]["kubernetes"] = {
+        "title": "Kubernetes Job (harness node: containerd 1.6, kubelet v1.33)",
+        "floor": floor,
+        "agent": bench.summary([3.0, 3.0, 3.0]),
+        "total": bench.summary([5.0, 5.0, 6.0]),
+    }
+    data["concurrent"]["kubernetes"] = {
+        "title": "Kubernetes Job (harness node: containerd 1.6, kubelet v1.33)",
+        "one": bench.summary([3.0]),
+        "five": bench.summary([6.0]),
+        "tput_one": 0.2,
+        "tput_five": 0.5,
+    }
+    text = bench.render(data)
+    assert (
+        "| Kubernetes Job (harness node: containerd 1.6, kubelet v1.33) | 2.00 s | 4.00 s | 3.00 s | 3.00 s "
+        "| 5.00 s | 6.00 s | 1.50x | 2.50x | 1.50x |"
+    ) in text
+    assert (
+        "| Kubernetes Job (harness node: containerd 1.6, kubelet v1.33) | 3.00 s | 6.00 s | 6.00 s | 2.00x | 0.20/s | 0.50/s | 2.50x |"
+        in text
+    )
+    assert "`create_to_parsed`" in text
+    assert "kubectl delete job --cascade=foreground --wait" in text
+    assert "| Kubernetes Job | not measured" not in text
+
+
+def test_report_says_why_kubernetes_and_a_site_runtime_were_not_measured() -> None:
+    data = _data()
+    del data["kubernetes"]
+    reason = "the harness's cluster did not start: node not | Ready\nafter 120 s"
+    data["cold"]["kubernetes"] = data["concurrent"]["kubernetes"] = {"title": "Kubernetes Job (harness node)", "not_measured": reason}
+    data["site"]["docker"] = {"not_measured": "dockerd did not start"}
+    data["site"]["podman"]["image"] = "localhost/nanoclaw-target:debian13"
+    text = bench.render(data)
+    assert "| Kubernetes Job (harness node) | not measured: the harness's cluster did not start: node not / Ready after 120 s |" in text
+    assert "| Kubernetes Job (harness node) | not measured (see above) |" in text
+    assert "| docker | not measured: dockerd did not start |" in text
+    assert "`localhost/nanoclaw-target:debian13`" in text
+    assert "in this machine's network" in text
+    assert "with the FIXTURE NanoClaw repository and Node tarball" in text
+
+
+def test_site_inventory_of_the_docker_row_keeps_the_machines_network_untouched() -> None:
+    inventory = bench.site_inventory(bench.REPO / "inventories" / "demo", "nanoclaw-bench-docker", "docker")
+    host = inventory["nanoclaw_hosts"]["hosts"]["nanoclaw-bench-docker"]
+    assert host["nanoclaw_runtime"] == "docker"
+    assert host["nanoclaw_docker_daemon_options"] == {"bridge": bench.DOCKER_BRIDGE, "iptables": False}
+    assert host["nanoclaw_docker_registry_mirrors"] == ["https://{{ __demo_mirror }}"]
+    assert str(bench.fixture_repo.META) in host["__demo_fixture"]
+    assert host["nanoclaw_agent_image_registry_namespace"] == "bench/docker"
+    podman = bench.site_inventory(bench.REPO / "inventories" / "demo", "nanoclaw-bench-podman", "podman")["nanoclaw_hosts"]["hosts"]
+    assert "nanoclaw_docker_daemon_options" not in podman["nanoclaw-bench-podman"]
