@@ -248,44 +248,14 @@ def bench_engine(engine: Engine, runs: int, rounds: int, workdir: Path) -> tuple
 # ---------------------------------------------------------------- Kubernetes Job
 K8S_NS = "nc-bench"
 K8S_FLOOR_NS = "nc-bench-floor"
-K8S_CLAIMS = ["nanoclaw-group-main", "nanoclaw-ipc-main", "nanoclaw-sessions-main", "nanoclaw-project-ro"]
 K8S_TITLE = "Kubernetes Job (harness node)"
 
 
-def k8s_volumes(base: Path) -> Path:
-    """The local volumes' directories on the node, as tests/k8s/test_stage_b.py makes them:
-    owned by the agent's uid (1000) and group 0, group-writable with setgid."""
-    base.mkdir(parents=True, exist_ok=True)
-    base.chmod(0o755)
-    for claim in K8S_CLAIMS:
-        path = base / K8S_NS / claim
-        path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, 1000, 0)
-        path.chmod(0o2775)
-    (base / K8S_NS).chmod(0o755)
-    return base
-
-
 def k8s_role_vars(kubeconfig: Path, volumes: Path) -> dict:
-    """The kubernetes role's variables of tests/k8s/test_stage_b.py (_role_vars): local static PVs on the
-    harness node, the fixture agent image (never pulled), requests small enough for 5 agents at once."""
+    """The kubernetes role's variables of tests/k8s/test_stage_b.py, on the harness node."""
     return {
+        **k8s_node.role_vars(K8S_NS, volumes, IMAGE),
         "nanoclaw_kubernetes_kubeconfig": str(kubeconfig),
-        "nanoclaw_kubernetes_namespace": K8S_NS,
-        "nanoclaw_kubernetes_groups": ["main"],
-        "nanoclaw_kubernetes_access_mode": "ReadWriteOnce",
-        "nanoclaw_kubernetes_project_access_mode": "ReadOnlyMany",
-        "nanoclaw_kubernetes_static_pvs": True,
-        "nanoclaw_kubernetes_static_pv_type": "local",
-        "nanoclaw_kubernetes_static_pv_path": str(volumes),
-        "nanoclaw_kubernetes_node_name": k8s_node.NODE_NAME,
-        "nanoclaw_kubernetes_wait_for_bound": True,
-        "nanoclaw_kubernetes_agent_image": IMAGE,
-        "nanoclaw_kubernetes_image_pull_policy": "Never",
-        "nanoclaw_kubernetes_agent_cpu": "1",
-        "nanoclaw_kubernetes_agent_memory": "512Mi",
-        "nanoclaw_kubernetes_agent_cpu_request": "100m",
-        "nanoclaw_kubernetes_agent_memory_request": "128Mi",
         "ansible_python_interpreter": str(venv_bin() / "python"),
     }
 
@@ -339,7 +309,7 @@ def bench_kubernetes(runs: int, rounds: int, workdir: Path) -> tuple[dict, dict]
             return ({"title": K8S_TITLE, "not_measured": reason}, {"title": K8S_TITLE, "not_measured": reason})
         title = k8s_title(cluster)
         log("kubernetes: laying down the kubernetes role (tests/k8s/play_kubernetes.yml)")
-        role_vars = k8s_role_vars(cluster.admin_kubeconfig, k8s_volumes(volumes))
+        role_vars = k8s_role_vars(cluster.admin_kubeconfig, k8s_node.make_local_volumes(volumes, K8S_NS))
         wall, _output, rc = ansible_playbook(
             ["-i", "localhost,", "-e", json.dumps(role_vars), str(REPO / "tests" / "k8s" / "play_kubernetes.yml")],
             log_file=OUTPUT / "bench-kubernetes-role.log",

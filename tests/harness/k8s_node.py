@@ -36,6 +36,8 @@ from .k8s import Cluster, _client_cert, _free_port, kubeconfig
 from .k8s_build import GO, K8S_VERSION
 
 NODE_NAME = "nanoclaw-node"
+# The claims the kubernetes role makes for the group "main" (local static PVs on this node).
+CLAIMS = ["nanoclaw-group-main", "nanoclaw-ipc-main", "nanoclaw-sessions-main", "nanoclaw-project-ro"]
 RUN_DIR = Path("/run/nanoclaw-k8s") / CHECKOUT_ID
 SOCKET = RUN_DIR / "containerd.sock"
 CNI_BIN = Path("/usr/lib/cni")
@@ -334,3 +336,41 @@ def stop(cluster: Cluster | None = None) -> None:
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         run(["ip", "link", "delete", BRIDGE], check=False, capture=True, quiet=True)
     os.environ.pop("NANOCLAW_K8S_NODE", None)
+
+
+def make_local_volumes(base: Path, namespace: str) -> Path:
+    """The local volumes' directories on this node, made by the host side as a single-node setup does:
+    owned by the agent's uid (1000) and group 0, group-writable with setgid, so that both the
+    template's fixed uid and an OpenShift-style arbitrary uid in group 0 can write."""
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    for claim in CLAIMS:
+        path = base / namespace / claim
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, 1000, 0)
+        path.chmod(0o2775)
+    (base / namespace).chmod(0o755)
+    return base
+
+
+def role_vars(namespace: str, volumes: Path, image: str) -> dict:
+    """The kubernetes role's variables for this node: local static PVs under ``volumes``, ``image``
+    never pulled (imported into the node's containerd), requests small enough for 5 agents at once."""
+    return {
+        "nanoclaw_kubernetes_namespace": namespace,
+        "nanoclaw_kubernetes_groups": ["main"],
+        "nanoclaw_kubernetes_access_mode": "ReadWriteOnce",
+        "nanoclaw_kubernetes_project_access_mode": "ReadOnlyMany",
+        "nanoclaw_kubernetes_static_pvs": True,
+        "nanoclaw_kubernetes_static_pv_type": "local",
+        "nanoclaw_kubernetes_static_pv_path": str(volumes),
+        "nanoclaw_kubernetes_node_name": NODE_NAME,
+        "nanoclaw_kubernetes_wait_for_bound": True,
+        "nanoclaw_kubernetes_agent_image": image,
+        "nanoclaw_kubernetes_image_pull_policy": "Never",
+        # Five agents must fit the 2-CPU node at once.
+        "nanoclaw_kubernetes_agent_cpu": "1",
+        "nanoclaw_kubernetes_agent_memory": "512Mi",
+        "nanoclaw_kubernetes_agent_cpu_request": "100m",
+        "nanoclaw_kubernetes_agent_memory_request": "128Mi",
+    }

@@ -19,51 +19,29 @@ from pathlib import Path
 import pytest
 from conftest import run_module
 
+from tests.harness import k8s_node
+
 NS = "nc-stage-b"
 NODE = "nanoclaw-node"
 AGENT = "localhost/nanoclaw-fixture-agent"
 ROLE_SECRET = "sk-role-5b1d0c7e-in-the-pod-env-only"
 INPUT_SECRET = "sk-input-9e2f4a61-stdin-only"
-CLAIMS = ["nanoclaw-group-main", "nanoclaw-ipc-main", "nanoclaw-sessions-main", "nanoclaw-project-ro"]
+CLAIMS = k8s_node.CLAIMS
 OUTPUT = Path(__file__).resolve().parents[1] / "output"
 
 
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory) -> Path:
-    """The local volumes' directories on the node, made by the host side as a single-node setup does:
-    owned by the agent's uid (1000) and group 0, group-writable with setgid, so that both the
-    template's fixed uid and an OpenShift-style arbitrary uid in group 0 can write."""
+    """The local volumes' directories on the node (tests/harness/k8s_node.py make_local_volumes)."""
     base = tmp_path_factory.mktemp("volumes")
-    base.chmod(0o755)
     base.parent.chmod(0o755)
-    for claim in CLAIMS:
-        path = base / NS / claim
-        path.mkdir(parents=True)
-        os.chown(path, 1000, 0)
-        path.chmod(0o2775)
-    (base / NS).chmod(0o755)
-    return base
+    return k8s_node.make_local_volumes(base, NS)
 
 
 def _role_vars(volumes: Path, **overrides) -> dict:
     return {
-        "nanoclaw_kubernetes_namespace": NS,
-        "nanoclaw_kubernetes_groups": ["main"],
-        "nanoclaw_kubernetes_access_mode": "ReadWriteOnce",
-        "nanoclaw_kubernetes_project_access_mode": "ReadOnlyMany",
-        "nanoclaw_kubernetes_static_pvs": True,
-        "nanoclaw_kubernetes_static_pv_type": "local",
-        "nanoclaw_kubernetes_static_pv_path": str(volumes),
-        "nanoclaw_kubernetes_node_name": NODE,
-        "nanoclaw_kubernetes_wait_for_bound": True,
+        **k8s_node.role_vars(NS, volumes, f"{AGENT}:ok"),
         "nanoclaw_kubernetes_secret_data": {"ANTHROPIC_API_KEY": ROLE_SECRET},
-        "nanoclaw_kubernetes_agent_image": f"{AGENT}:ok",
-        "nanoclaw_kubernetes_image_pull_policy": "Never",
-        # Five agents must fit the 2-CPU node at once.
-        "nanoclaw_kubernetes_agent_cpu": "1",
-        "nanoclaw_kubernetes_agent_memory": "512Mi",
-        "nanoclaw_kubernetes_agent_cpu_request": "100m",
-        "nanoclaw_kubernetes_agent_memory_request": "128Mi",
         **overrides,
     }
 
