@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.harness import cli, fixture_repo, fixtures, images, k8s, k8s_node, registry, services  # noqa: E402
+from tests.harness import demo, fixture_repo, fixtures, images, k8s, k8s_node, registry, services, upstream  # noqa: E402
 from tests.harness.common import CACHE, HarnessError, log, run  # noqa: E402
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, load_yaml, tool_env, venv_bin  # noqa: E402
 
@@ -327,7 +327,15 @@ def bench_kubernetes(runs: int, rounds: int, workdir: Path) -> tuple[dict, dict]
             "kubernetes",
             title,
             [str(cluster.bin / "kubectl"), f"--kubeconfig={cluster.admin_kubeconfig}"],
-            {"engine": "kubernetes", "kubeconfig": str(cluster.admin_kubeconfig), "namespace": K8S_NS, "group": "main", "timeout": 180},
+            {
+                "engine": "kubernetes",
+                "kubeconfig": str(cluster.admin_kubeconfig),
+                "namespace": K8S_NS,
+                "group": "main",
+                "timeout": 180,
+                # The Job mode writes no input/_close without ipc_path: the FIXTURE ends after its result.
+                "env": {"NANOCLAW_FIXTURE_IPC_WAIT": "0"},
+            },
             result_key="create_to_parsed",
         )
         engine.floor = lambda n: k8s_floor_runs(engine.cli, n)
@@ -401,8 +409,8 @@ def bench_agent_image(workdir: Path) -> dict:
 
 
 # The Docker row's target shares this machine's network namespace (to reach the loopback
-# registries): its dockerd gets a bridge of the benchmark's own, made here, and no iptables
-# rules, so the machine's docker0 and firewall stay untouched.
+# registries): its dockerd gets a bridge of the benchmark's own (tests/harness/demo.py makes it)
+# and no iptables rules, so the machine's docker0 and firewall stay untouched.
 DOCKER_BRIDGE = "ncbench0"
 DOCKER_BRIDGE_ADDRESS = "10.252.0.1/24"
 DOCKER_DAEMON_OPTIONS = {"bridge": DOCKER_BRIDGE, "iptables": False}
@@ -425,6 +433,7 @@ def site_inventory(source: Path, name: str, runtime: str) -> dict:
             "ansible_python_interpreter": "/usr/bin/python3",
             "nanoclaw_runtime": runtime,
             "__demo_fixture": f"{{{{ lookup('ansible.builtin.file', '{fixture_repo.META}') | from_json }}}}",
+            "__demo_upstream": f"{{{{ lookup('ansible.builtin.file', '{demo.UPSTREAM_JSON}') | from_json }}}}",
             # A repository of its own in the shared push registry: the demo (./run site) pushes the same
             # tags of another build to demo/, and each would see the other's push as a change.
             "nanoclaw_agent_image_registry_namespace": f"bench/{runtime}",
@@ -443,22 +452,6 @@ def site_inventory(source: Path, name: str, runtime: str) -> dict:
     return {"nanoclaw_hosts": {"hosts": {name: host}}}
 
 
-@contextlib.contextmanager
-def docker_bridge() -> Iterator[None]:
-    """The bridge the Docker row's daemon uses (up, with the gateway address); deleted afterwards."""
-    sys_path = Path(f"/sys/class/net/{DOCKER_BRIDGE}")
-    if not sys_path.exists():
-        run(["ip", "link", "add", DOCKER_BRIDGE, "type", "bridge"], capture=True, quiet=True)
-    addresses = run(["ip", "-4", "-o", "addr", "show", "dev", DOCKER_BRIDGE], capture=True, quiet=True).stdout
-    if f" {DOCKER_BRIDGE_ADDRESS.partition('/')[0]}/" not in addresses:
-        run(["ip", "addr", "add", DOCKER_BRIDGE_ADDRESS, "dev", DOCKER_BRIDGE], capture=True, quiet=True)
-    run(["ip", "link", "set", DOCKER_BRIDGE, "up"], capture=True, quiet=True)
-    try:
-        yield
-    finally:
-        run(["ip", "link", "delete", DOCKER_BRIDGE], check=False, capture=True, quiet=True)
-
-
 def bench_site(runtime: str, workdir: Path, meta: dict) -> dict:
     """site.yml on a fresh Debian 13 target (host network, the demo's fixtures): first converge, then the rerun."""
     source = Path(os.environ.get("NANOCLAW_BENCH_INVENTORY", REPO / "inventories" / "demo"))
@@ -472,22 +465,16 @@ def bench_site(runtime: str, workdir: Path, meta: dict) -> dict:
     floor = workdir / "floor_target.yml"
     floor.write_text(FLOOR_TARGET)
     services.remove_container(name)
-    result: dict = {"target": name, "image": cli.DEMO_IMAGE.name}
-    network = docker_bridge() if runtime == "docker" else contextlib.nullcontext()
+    result: dict = {"target": name, "image": demo.IMAGE.name}
+    network = demo.bridge(DOCKER_BRIDGE, DOCKER_BRIDGE_ADDRESS) if runtime == "docker" else contextlib.nullcontext()
     with network:
         try:
-            services.ensure_demo_target(name, cli.DEMO_IMAGE.name, label="nanoclaw.provision=bench", host_network=True)
-            cli.prepare_demo_target(meta, name)
+            services.ensure_demo_target(name, demo.IMAGE.name, label="nanoclaw.provision=bench", host_network=True)
+            source = upstream.mirror()
+            demo.write_upstream_json(source)
+            demo.prepare_target(meta, name, source)
             if runtime == "docker":
-                # Before docker.io is installed: its package starts dockerd at once, which must come up on
-                # the benchmark's bridge without iptables rules (molecule/agent_image_common/prepare_docker.yml).
-                run(["podman", "exec", name, "mkdir", "-p", "/etc/docker"], capture=True, quiet=True)
-                run(
-                    ["podman", "exec", "-i", name, "sh", "-c", "cat > /etc/docker/daemon.json"],
-                    input_text=json.dumps(DOCKER_DAEMON_OPTIONS) + "\n",
-                    capture=True,
-                    quiet=True,
-                )
+                demo.write_daemon_json(name, DOCKER_DAEMON_OPTIONS)
             wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(floor)])
             if rc != 0:
                 raise HarnessError(f"Ansible floor on {name} failed:\n{output[-2000:]}")
@@ -853,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
                 # (reused when they already answer) and the FIXTURE repository and Node tarball.
                 registry.ensure_registries()
                 meta = fixture_repo.build()
-                images.ensure_podman_image(cli.DEMO_IMAGE)
+                images.ensure_podman_image(demo.IMAGE)
                 for runtime in site_runtimes:
                     log(f"site.yml first converge and rerun, nanoclaw_runtime={runtime}")
                     data["site"][runtime] = bench_site(runtime, workdir, meta)

@@ -1,4 +1,5 @@
-"""Helpers shared by the podman and docker verify tests: act as the NanoClaw user, drive a role with bad input."""
+"""Helpers shared by the podman and docker role verify tests (molecule/nanoclaw_podman/tests and
+molecule/nanoclaw_docker/tests): act as the NanoClaw user, drive a role with bad input."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ IMAGE = "localhost/nanoclaw-smoke:latest"
 ARCHIVE = "/opt/nanoclaw-smoke/smoke.tar"
 
 # What a bad-input run must leave untouched: accounts, id ranges, Podman and
-# systemd configuration, profile snippets, local facts and the user's home.
+# systemd configuration, profile snippets, local facts and the user's home. The
+# NanoClaw checkout in that home is left out: the nanoclaw_* scenarios run these
+# tests next to a running NanoClaw service, which writes its logs and state there
+# (and no runtime role writes there).
 FINGERPRINT = (
     "{ md5sum /etc/passwd /etc/group /etc/shadow /etc/subuid /etc/subgid; "
     "find /etc/containers /etc/profile.d /etc/systemd /etc/ansible /var/lib/systemd/linger /usr/local/bin "
     "/home -xdev -not -path '*/.ansible*' -not -path '*/.local/share/containers/*' "
     "-not -path '*/.local/share/docker/*' -not -path '*/.cache/*' "
+    f"-not -path '/home/{USER}/nanoclaw' -not -path '/home/{USER}/nanoclaw/*' "
     "-printf '%p %m %U %G %s %T@\\n' 2>/dev/null | LC_ALL=C sort; } | md5sum"
 )
 
@@ -91,3 +96,46 @@ def smoke_image(node) -> str:
         loaded = as_user(node, f"docker load -i {ARCHIVE}")
         assert loaded.rc == 0, loaded.stderr
     return IMAGE
+
+
+PLANTED = "/etc/nanoclaw-planted-target"
+
+
+def assert_planted_symlinks_not_followed(name: str, node, playbook: Path, subdirs: list[str], extra_vars: dict) -> str:
+    """Issue 16.1: the service user replaces directories of its home the role writes into with
+    symlinks to a root-owned directory; a converge must neither chown nor write that directory.
+
+    The role writes in the user's home as the user, so the writes fail (the user cannot write
+    there) and the directory is left exactly as it was. The home is restored afterwards.
+    """
+    home = node.user(USER).home
+    node.run(f"rm -rf {PLANTED} && mkdir -m 0755 {PLANTED} && echo root-owned > {PLANTED}/keep")
+    state = f"stat -c '%U:%G %a' {PLANTED} && ls -A {PLANTED} && md5sum {PLANTED}/keep"
+    before = node.check_output(state)
+    for sub in subdirs:
+        moved = as_user(node, f"mv {home}/{sub} {home}/{sub}.moved && ln -s {PLANTED} {home}/{sub}")
+        assert moved.rc == 0, moved.stderr
+    try:
+        result = run_play(name, playbook, extra_vars)
+        out = result.stdout + result.stderr
+        after = node.check_output(state)
+        assert after == before, f"root followed the planted symlink into {PLANTED}:\n{before}\n->\n{after}\n{out[-3000:]}"
+        return out
+    finally:
+        for sub in subdirs:
+            node.run(f"rm -f {home}/{sub} && mv {home}/{sub}.moved {home}/{sub}")
+        node.run(f"rm -rf {PLANTED}")
+
+
+def play_fails_unchanged(playbook: Path, extra_vars: dict, *expected: str) -> str:
+    """Bad input on the Debian 12 target: the play fails, its output names every ``expected``
+    text, and the target's accounts and configuration are byte for byte unchanged."""
+    name, node = target("debian12")[:2]
+    before = fingerprint(node)
+    result = run_play(name, playbook, extra_vars)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    for text in expected:
+        assert text in out, f"{text!r} not in output:\n{out[-4000:]}"
+    assert fingerprint(node) == before
+    return out

@@ -7,7 +7,14 @@ The rules are NanoClaw's (both generations): the allowlist lives at
 ~-expanded and resolved with realpath (symlinks followed); a path is refused when any of its
 components contains a blocked pattern (the built-in list merged with the file's own); a mount
 must lie under the realpath of an allowed root and is read-write only if the root allows it;
-container paths are relative, non-empty, without ``..`` or ``:``.
+container paths are relative, non-empty, without ``..`` (anywhere, as upstream's
+``includes('..')``) or ``:``.
+
+Stricter than NanoClaw, because a root that defeats the allowlist is never what anyone wants:
+a root that is or contains the home, that is, contains or lies inside the project root or
+``~/.config`` is refused (a read-write mount of any of them reaches ``~/.ssh``, the allowlist
+itself, ``.env`` or ``~/.config/systemd/user``, which runs code on the host), and ``:`` in a host
+path is refused (the docker CLI's ``-v host:container`` would split it).
 """
 
 from __future__ import annotations
@@ -77,20 +84,56 @@ def check_container_path(container_path, label):
         raise AllowlistError(f"{label}: container path '{container_path}' must be relative (it is mounted under /workspace/extra/)")
     if ":" in container_path:
         raise AllowlistError(f"{label}: container path '{container_path}' must not contain ':'")
-    if ".." in container_path.split("/"):
+    # Anywhere, not only as a path component: upstream's check is includes('..').
+    if ".." in container_path:
         raise AllowlistError(f"{label}: container path '{container_path}' must not contain '..'")
 
 
-def resolve_root(entry, index, home, patterns, may_be_missing=False):
+def _contains(outer, inner):
+    """Whether the absolute path ``inner`` is ``outer`` or lies below it."""
+    outer = outer.rstrip("/") or "/"
+    return outer in (inner, "/") or inner.startswith(outer + "/")
+
+
+def check_root_scope(raw, real, label, home, project_root=None):
+    """Raise AllowlistError when a root is or contains the home, or overlaps the project root or ~/.config.
+
+    ``home`` and ``project_root`` are compared by realpath, as the root is.
+    """
+    home_real = os.path.realpath(home)
+    via = f" (it resolves to '{real}')" if real != raw else ""
+    if _contains(real, home_real):
+        raise AllowlistError(
+            f"{label}: '{raw}'{via} is or contains the home {home_real}: a mount of it would reach ~/.ssh, "
+            "~/.config and the allowlist itself; allow a directory inside the home instead"
+        )
+    protected = [(os.path.join(home_real, ".config"), "~/.config (the allowlist, systemd user units)")]
+    if project_root:
+        protected.append((os.path.realpath(project_root), "the NanoClaw project root (its code and .env)"))
+    for path, what in protected:
+        if _contains(real, path) or _contains(path, real):
+            raise AllowlistError(f"{label}: '{raw}'{via} overlaps {path}, {what}: refused")
+
+
+def check_host_path_chars(raw, label):
+    """Raise AllowlistError when a host path contains ':' (docker's -v separator)."""
+    if ":" in raw:
+        raise AllowlistError(f"{label}: '{raw}' must not contain ':' (docker -v host:container would split it)")
+
+
+def resolve_root(entry, index, home, patterns, *, may_be_missing=False, project_root=None):
     """Resolve one allowed root; return (realpath, exists). Raise AllowlistError when refused."""
     label = f"allowed_roots[{index}].path"
     raw = entry.get("path")
     if not isinstance(raw, str) or not raw.strip():
         raise AllowlistError(f"{label}: a root needs a non-empty path")
+    check_host_path_chars(raw, label)
     expanded = expand_home(raw, home)
     if not os.path.isabs(expanded):
         raise AllowlistError(f"{label}: '{raw}' must be absolute or start with ~/")
     real = os.path.realpath(expanded)
+    check_host_path_chars(real, label)
+    check_root_scope(raw, real, label, home, project_root)
     pattern = blocked_by(expanded, patterns) or blocked_by(real, patterns)
     if pattern:
         via = f" (it resolves to '{real}')" if real != expanded else ""
@@ -129,12 +172,14 @@ def check_mount(mount, index, document, home, patterns):
     raw = mount.get("host_path")
     if not isinstance(raw, str) or not raw.strip():
         raise AllowlistError(f"{label}.host_path: a mount needs a host path")
+    check_host_path_chars(raw, f"{label}.host_path")
     expanded = expand_home(raw, home)
     if not os.path.isabs(expanded):
         raise AllowlistError(f"{label}.host_path: '{raw}' must be absolute or start with ~/")
     if not os.path.exists(expanded):
         raise AllowlistError(f"{label}.host_path: '{raw}' does not exist")
     real = os.path.realpath(expanded)
+    check_host_path_chars(real, f"{label}.host_path")
     pattern = blocked_by(real, patterns)
     if pattern:
         raise AllowlistError(f"{label}.host_path: '{raw}' resolves to '{real}', which matches the blocked pattern '{pattern}'")

@@ -8,10 +8,12 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Tuple
 
 # Result of one probe: (passed, detail). A failing detail says what to do.
-Outcome = tuple[bool, str]
+# typing.Tuple, not tuple[...]: this line runs when the module is imported on the
+# managed host, whose Python may be 3.8 (builtin generics need 3.9).
+Outcome = Tuple[bool, str]
 
 
 @dataclass

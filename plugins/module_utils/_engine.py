@@ -57,24 +57,34 @@ class Engine(ABC):
 
     @abstractmethod
     def run_attached(
-        self, spec: ContainerSpec, stdin_data: str | None, timeout: float, on_stdout: Callable[[str], None] | None = None
-    ) -> Completed: ...
+        self,
+        spec: ContainerSpec,
+        stdin_data: str | None,
+        timeout: float,
+        on_stdout: Callable[[str], None] | None = None,
+        deadline: Callable[[], float | None] | None = None,
+    ) -> Completed:
+        """Run ``spec`` to its end or ``timeout``; ``deadline`` may bring the end forward (a monotonic instant)."""
 
     @abstractmethod
     def start(self, spec: ContainerSpec):
         """Start ``spec`` attached in the background; return a handle with ``poll()`` and ``wait()``."""
 
     @abstractmethod
-    def stop(self, name: str, grace: int = 1) -> Completed: ...
+    def stop(self, name: str, grace: int = 1) -> Completed:
+        """Stop the container ``name``, killing it after ``grace`` seconds."""
 
     @abstractmethod
-    def remove(self, name: str) -> Completed: ...
+    def remove(self, name: str) -> Completed:
+        """Remove the container ``name``, running or not."""
 
     @abstractmethod
-    def names_with_label(self, label: str) -> list[str]: ...
+    def names_with_label(self, label: str) -> list[str]:
+        """Names of the containers, running or not, carrying ``label``."""
 
     @abstractmethod
-    def exists(self, name: str) -> bool: ...
+    def exists(self, name: str) -> bool:
+        """Whether a container ``name`` exists."""
 
     def wait_gone(self, name: str, seconds: float = 15.0) -> bool:
         """--rm removal is asynchronous on some engines: wait until ``name`` is gone."""
@@ -116,8 +126,8 @@ class CliEngine(Engine):
     def inspect_image(self, image):
         return self.runner.run(["image", "inspect", image], timeout=60)
 
-    def run_attached(self, spec, stdin_data, timeout, on_stdout=None):
-        return self.runner.run(self.run_argv(spec), stdin_data=stdin_data, timeout=timeout, on_stdout=on_stdout)
+    def run_attached(self, spec, stdin_data, timeout, on_stdout=None, deadline=None):
+        return self.runner.run(self.run_argv(spec), stdin_data=stdin_data, timeout=timeout, on_stdout=on_stdout, deadline=deadline)
 
     def start(self, spec):
         return self.runner.popen(self.run_argv(spec))

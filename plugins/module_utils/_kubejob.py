@@ -26,6 +26,9 @@ SMOKE_LABEL = "nanoclaw.dev/smoke"
 # Waiting reasons of a container that will not start by itself.
 IMAGE_REASONS = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName")
 CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+# ... unless the kubelet only has not synced its secret/configmap cache yet: it retries by itself
+# (seen on a loaded node: "failed to sync secret cache: timed out waiting for the condition").
+TRANSIENT_CONFIG = ("failed to sync secret cache", "failed to sync configmap cache")
 
 
 class KubeError(RuntimeError):
@@ -98,7 +101,7 @@ def waiting_failure(pod: dict) -> tuple[str, str] | None:
         detail = waiting.get("message") or ""
         if reason in IMAGE_REASONS:
             return "image_missing", f"the node cannot get image {status.get('image')}: {reason} {detail}".strip()
-        if reason in CONFIG_REASONS:
+        if reason in CONFIG_REASONS and not any(t in detail for t in TRANSIENT_CONFIG):
             return "pod_error", f"the agent container cannot be created: {reason} {detail}".strip()
     return None
 

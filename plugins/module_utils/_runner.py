@@ -15,6 +15,7 @@ import codecs
 import os
 import pwd
 import selectors
+import shlex
 import shutil
 import signal
 import subprocess
@@ -158,12 +159,23 @@ class Runner:
         stdin_data: str | None = None,
         timeout: float = 60.0,
         on_stdout: Callable[[str], None] | None = None,
+        deadline: Callable[[], float | None] | None = None,
     ) -> Completed:
-        """Run to completion or until ``timeout``; stream stdout to ``on_stdout`` as it arrives."""
+        """Run to completion or until ``timeout``; stream stdout to ``on_stdout`` as it arrives.
+
+        ``deadline`` may bring the end forward while the command runs: it returns a
+        ``time.monotonic()`` instant (or None for no change), asked on every turn.
+        """
         started = time.monotonic()
         proc = self.popen(args, stdin=stdin_data is not None)
         result = Completed(argv=[self.executable, *args], rc=None)
-        _pump(proc, result, stdin_data, started + timeout, on_stdout)
+        end = started + timeout
+
+        def current() -> float:
+            sooner = deadline() if deadline is not None else None
+            return end if sooner is None else min(end, sooner)
+
+        _pump(proc, result, stdin_data, current, on_stdout)
         result.seconds = time.monotonic() - started
         if result.first_byte is not None:
             result.first_byte -= started
@@ -174,7 +186,7 @@ def _pump(
     proc: subprocess.Popen,
     result: Completed,
     stdin_data: str | None,
-    deadline: float,
+    deadline: Callable[[], float],
     on_stdout: Callable[[str], None] | None,
 ) -> None:
     """Feed stdin, read stdout and stderr until both close or the deadline passes."""
@@ -191,7 +203,7 @@ def _pump(
         else:
             proc.stdin.close()
     while selector.get_map():
-        remaining = deadline - time.monotonic()
+        remaining = deadline() - time.monotonic()
         if remaining <= 0:
             result.timed_out = True
             _kill(proc)
@@ -226,7 +238,7 @@ def _pump(
         if stream is not None and not stream.closed:
             stream.close()
     try:
-        result.rc = proc.wait(timeout=max(deadline - time.monotonic(), 5))
+        result.rc = proc.wait(timeout=max(deadline() - time.monotonic(), 5))
     except subprocess.TimeoutExpired:
         result.timed_out = True
         _kill(proc)
@@ -240,3 +252,38 @@ def _kill(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
+
+
+def unit_environment(path: str) -> dict[str, str]:
+    """The ``Environment=`` assignments of the systemd unit file at ``path`` (see :func:`parse_unit_environment`)."""
+    with open(path, encoding="utf-8") as handle:
+        return parse_unit_environment(handle.read())
+
+
+def parse_unit_environment(text: str) -> dict[str, str]:
+    """The ``Environment=`` assignments of a unit's ``[Service]`` section (later ones win, as in systemd).
+
+    Each line may hold several assignments, quoted as systemd quotes them (double or single
+    quotes, backslash escapes); ``%%`` is a literal ``%``. ``EnvironmentFile=`` is not read.
+    """
+    env: dict[str, str] = {}
+    section = ""
+    lines = text.replace("\\\n", " ").splitlines()
+    for raw in lines:
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        if section != "Service" or not sep or key.strip() != "Environment":
+            continue
+        if not value.strip():
+            env.clear()  # an empty assignment resets the list
+            continue
+        for item in shlex.split(value, posix=True):
+            name, eq, val = item.partition("=")
+            if eq and name:
+                env[name] = val.replace("%%", "%")
+    return env

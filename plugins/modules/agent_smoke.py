@@ -12,25 +12,46 @@ version_added: 0.1.0
 description:
   - Runs an agent image once through the container CLI, as the NanoClaw service user, and checks
     the contract of the NanoClaw generation asked for.
-  - V(v1) contract - starts C(run -i --rm) with the standard mounts (or a subset), writes the JSON
-    input (prompt, groupFolder, chatJid, isMain, optional secrets) on stdin, reads stdout, extracts
-    the JSON between C(---NANOCLAW_OUTPUT_START---) and C(---NANOCLAW_OUTPUT_END---), and requires
-    C(status == success) and exit code 0.
+  - V(v1) contract (NanoClaw 1.x, read from v1.2.53) - starts C(run -i --rm) with the mounts NanoClaw's host
+    gives an agent (or a subset), writes the JSON input (prompt, groupFolder, chatJid, isMain) on stdin,
+    reads stdout and extracts each JSON output between C(---NANOCLAW_OUTPUT_START---) and
+    C(---NANOCLAW_OUTPUT_END---). As the real runner does, the agent writes its result, then a session
+    update (C(status=success) with a null result), and then waits for follow-ups; once an output with
+    C(status=success) arrives the module writes C(input/_close) into the IPC directory, as the host does
+    when the agent is idle, and requires the agent to end within O(close_timeout) with exit code 0.
+  - With O(project_dir) (the NanoClaw checkout) the runner source is mounted as the host mounts it - v1 a
+    per-group copy of C(container/agent-runner/src) at C(/app/src), read-write (the image compiles it at
+    start); v2 C(container/agent-runner/src) itself at C(/app/src), read-only, plus C(container/skills) at
+    C(/app/skills) and C(container/CLAUDE.md) at C(/app/CLAUDE.md) when they exist. Without it v1 compiles
+    the image's own copy (upstream's v1 image carries one) and v2 runs whatever the image has at
+    C(/app/src) (upstream's v2 image has none - pass O(project_dir)).
   - Each way of failing has its own RV(failure) value and message - V(image_missing), V(timeout)
     (the container is killed and removed), V(no_markers), V(invalid_json), V(several_outputs) (only
-    with O(several_outputs=fail)), V(status_error) (shows the agent's error), V(exit_code), and
+    with O(several_outputs=fail)), V(status_error) (shows the agent's error), V(exit_code),
+    V(not_closed) (the agent answered but did not end after C(input/_close)), and
     V(engine_error) when the engine itself could not run the container (exit 125, 126 or 127 and
     no output, for example an option it does not support), V(engine_missing) when the CLI is not on
-    the user's PATH.
-  - When the agent writes several outputs (NanoClaw streams intermediate results), the last one is
-    the result by default and RV(outputs_count) says how many there were.
-  - V(v2) contract - prepares a session directory with C(agent/container.json), starts the
-    container with it mounted at C(/workspace), the C(nanoclaw-install) label and the v2
-    entrypoint, waits until C(/workspace/.heartbeat) is touched, stops it with C(stop -t 1) and
-    confirms that no container with its label remains. Failures - V(image_missing),
-    V(exited_early), V(no_heartbeat), V(leftover_container).
+    the user's PATH, V(bad_input) when O(project_dir) is not a NanoClaw checkout.
+  - When the agent writes several results (NanoClaw streams intermediate results), the last one is
+    the result by default and RV(outputs_count) says how many outputs there were.
+  - V(v2) contract (NanoClaw 2.x, read from v2.0.64) - prepares what the host prepares for a session - a
+    session directory with C(outbox/), C(inbound.db) (holding one pending chat message) and C(outbound.db),
+    both SQLite in journal mode DELETE, mounted at C(/workspace); a group directory at C(/workspace/agent) with
+    C(container.json) mounted read-only on top of it as a single file; C(/home/node/.claude) - starts the
+    container with the C(nanoclaw-install) label and the v2 entrypoint, and waits until the runner has
+    marked the message C(completed) in C(outbound.db)'s C(processing_ack) and touched
+    C(/workspace/.heartbeat) (the runner touches it while it processes a message, not when idle). Then it
+    stops the container with C(stop -t 1) and confirms that no container with its label remains.
+    C(container.json) names the runner's built-in C(mock) provider by default (O(container_config)), so no
+    credentials or network are needed. Failures - V(image_missing), V(exited_early), V(no_heartbeat),
+    V(not_acknowledged), V(leftover_container).
+  - Through NanoClaw's own C(docker) - O(service_unit) names the service's systemd unit; the CLI then runs
+    with that unit's C(Environment=) (its C(PATH) puts the C(docker) wrapper nanoclaw.provision installs
+    first, with the limits and hardening flags it adds), so the smoke test runs the agent exactly as the
+    service will.
   - Secrets are accepted only in O(secrets) (C(no_log)); they go to the container on stdin inside
-    the JSON input, never on a command line, and never into the result.
+    the JSON input (older v1 agents read them there; v1.2.53 and v2 get credentials through OneCLI and
+    read none), never on a command line, and never into the result.
   - The engine is the C(docker) or C(podman) CLI, or V(kubernetes) - the Job mode below.
   - Job mode (O(engine=kubernetes), V(v1) contract) - reads the agent Job template the
     C(nanoclaw.provision.kubernetes) role publishes (ConfigMap O(job_template_configmap), key
@@ -111,6 +132,7 @@ options:
     description:
       - V(v1) - the JSON input. Merged over a default of C(prompt), C(groupFolder=smoke),
         C(chatJid=smoke@nanoclaw.provision.invalid) and C(isMain=false).
+      - V(v2) - its C(prompt) is the text of the chat message queued in C(inbound.db).
     type: dict
     default: {}
   secrets:
@@ -124,8 +146,10 @@ options:
       - V(v1) - which of NanoClaw's standard mounts to give the container. Each gets a fresh
         directory under a temporary directory owned by O(user) and removed afterwards.
       - C(group) is C(/workspace/group), C(project) is C(/workspace/project) read-only (only when
-        C(isMain) is true, as NanoClaw does), C(claude) is C(/home/node/.claude), C(ipc) is
-        C(/workspace/ipc) with C(messages), C(tasks) and C(input), C(app_src) is C(/app/src).
+        C(isMain) is true, as NanoClaw does) with C(/dev/null) mounted over its C(.env) and its
+        C(store/) mounted read-write, C(claude) is C(/home/node/.claude), C(ipc) is
+        C(/workspace/ipc) with C(messages), C(tasks) and C(input) (without it the module cannot write
+        C(input/_close)), C(app_src) is a copy of the runner source at C(/app/src) (only with O(project_dir)).
     type: list
     elements: str
     choices: [group, project, claude, ipc, app_src]
@@ -231,14 +255,33 @@ options:
     default: last
   session_dir:
     description:
-      - V(v2) - the session directory to mount at C(/workspace). Default is a temporary directory
-        owned by O(user), removed afterwards. An existing C(agent/container.json) in it is kept.
+      - V(v2) - a session directory to mount at C(/workspace) as it is (the module queues its message in
+        its C(inbound.db) when there is one, and creates nothing else there). Default is a temporary
+        directory owned by O(user), prepared as NanoClaw's host prepares one and removed afterwards.
     type: path
   container_config:
     description:
-      - V(v2) - content of C(agent/container.json) when the module writes it.
+      - V(v2) - merged over C(provider=mock), C(assistantName=Smoke), C(groupName=smoke) and
+        C(agentGroupId=smoke) into the C(container.json) the agent reads.
     type: dict
     default: {}
+  project_dir:
+    description:
+      - The NanoClaw checkout whose C(container/agent-runner/src) is mounted at C(/app/src) as its host
+        mounts it (see the description). Needed for upstream's v2 image, which carries no runner source.
+    type: path
+  close_timeout:
+    description:
+      - V(v1) - seconds the agent may take to end after the module wrote C(input/_close).
+    type: int
+    default: 30
+  service_unit:
+    description:
+      - The NanoClaw service's systemd unit file (for example
+        C(~nanoclaw/.config/systemd/user/nanoclaw-v2-<slug>.service)). Its C(Environment=) assignments
+        become the CLI's environment, over the user's login environment; O(environment) wins over both.
+        So C(docker) resolves to what the service runs - the wrapper on the unit's C(PATH).
+    type: path
   install_slug:
     description:
       - V(v2) - value of the C(nanoclaw-install) label. Default is the first 8 hex digits of the
@@ -257,7 +300,8 @@ options:
     default: ['-c', 'exec bun run /app/src/index.ts']
   heartbeat_timeout:
     description:
-      - V(v2) - seconds to wait for C(/workspace/.heartbeat) to be touched.
+      - V(v2) - seconds to wait for the smoke message to be processed (C(/workspace/.heartbeat) touched and
+        the message marked completed).
     type: int
     default: 60
 requirements:
@@ -275,23 +319,24 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Smoke-test the v1 agent image as the service user
+- name: Smoke-test the v1 agent image as the service user, with the checkout's runner source
   nanoclaw.provision.agent_smoke:
     image: nanoclaw-agent:latest
     user: nanoclaw
-    secrets:
-      ANTHROPIC_API_KEY: "{{ vault_anthropic_api_key }}"
+    project_dir: /home/nanoclaw/nanoclaw
   register: smoke
 
 - name: Show how long the agent took to answer
   ansible.builtin.debug:
     msg: "first byte {{ smoke.timings.spawn_to_first_byte }} s, result {{ smoke.timings.spawn_to_result }} s"
 
-- name: Check that a v2 agent image heartbeats and stops cleanly
+- name: A v2 agent processes a message from its session DB and stops cleanly, through the service's docker wrapper
   nanoclaw.provision.agent_smoke:
     image: "nanoclaw-agent-v2-{{ nanoclaw_slug }}:latest"
     contract: v2
     user: nanoclaw
+    project_dir: /home/nanoclaw/nanoclaw
+    service_unit: "/home/nanoclaw/.config/systemd/user/nanoclaw-v2-{{ nanoclaw_slug }}.service"
     install_slug: "{{ nanoclaw_slug }}"
     heartbeat_timeout: 120
 
@@ -373,6 +418,23 @@ stderr_tail:
   description: Last lines of the CLI's stderr (secrets masked).
   returned: when the container was started
   type: str
+closed:
+  description: V(v1) - whether the module wrote C(input/_close) after the agent's answer.
+  returned: when contract is v1 and the container was started
+  type: bool
+runner_source:
+  description: Where C(/app/src) came from - V(mounted) from O(project_dir), or the V(image)'s own.
+  returned: when the container was started
+  type: str
+acknowledged:
+  description: V(v2) - the smoke message's C(processing_ack) status in C(outbound.db) (V(completed) when processed).
+  returned: when contract is v2 and the container was started
+  type: str
+replies:
+  description: V(v2) - texts the agent wrote to C(messages_out) (the mock provider's answers are not delivered, so none).
+  returned: when contract is v2 and the container was started
+  type: list
+  elements: str
 removed:
   description: Whether no container of this run remains (checked after a timeout or stop).
   returned: when the container was started
@@ -394,8 +456,9 @@ install_slug:
 timings:
   description:
     - Seconds from spawning the CLI - C(spawn_to_first_byte) (first stdout byte),
-      C(spawn_to_result) (end marker of the last output parsed; v2 - heartbeat seen), C(total)
-      (until the container is gone). V(v2) also returns C(stop) (the stop command).
+      C(spawn_to_result) (v1 - end marker of the first result; v2 - the message marked completed),
+      C(total) (until the container is gone). V(v1) also returns C(result_to_exit) (from writing
+      C(input/_close) to the agent's end), V(v2) C(spawn_to_heartbeat) and C(stop) (the stop command).
     - Job mode - seconds from the create request - C(create_to_running) (the agent container seen
       running), C(create_to_parsed) (the end marker of its first output read from the pod log),
       C(running_to_parsed), C(create_to_exit) (the container terminated) and C(total) (until the
@@ -427,13 +490,16 @@ pod_name:
 ipc:
   description:
     - Job mode with O(ipc_path) - C(sent) (the input file), C(reply_file) and C(reply) (the agent's
-      message from C(messages/)), C(reply_outputs) (outputs the agent wrote after the follow-up),
-      C(reply_seconds) (from writing the input to seeing the reply), C(closed) (the agent ended
-      after C(_close)), C(input_left) (files still in C(input/)).
+      message from C(messages/)), C(reply_outputs) (the results the agent wrote after the
+      follow-up; its session updates, whose C(result) is null, are left out, as whether the last one
+      is in the log when the pod ends is a matter of timing), C(reply_seconds) (from writing the
+      input to seeing the reply), C(closed) (the agent ended after C(_close)), C(input_left)
+      (files still in C(input/)).
   returned: when engine is kubernetes and ipc_path is set and the agent answered
   type: dict
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -445,8 +511,15 @@ import uuid
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nanoclaw.provision.plugins.module_utils import _kubejob as kj
+from ansible_collections.nanoclaw.provision.plugins.module_utils import _v2session as v2s
 from ansible_collections.nanoclaw.provision.plugins.module_utils._engine import CliEngine, ContainerSpec, Engine, Mount
-from ansible_collections.nanoclaw.provision.plugins.module_utils._runner import Account, Runner, RunnerError, resolve_account
+from ansible_collections.nanoclaw.provision.plugins.module_utils._runner import (
+    Account,
+    Runner,
+    RunnerError,
+    parse_unit_environment,
+    resolve_account,
+)
 from ansible_collections.nanoclaw.provision.plugins.module_utils._sentinel import SentinelParser
 
 DEFAULT_INPUT = {
@@ -460,8 +533,12 @@ V1_MOUNTS = {
     "project": ("project", "/workspace/project", True),
     "claude": ("claude", "/home/node/.claude", False),
     "ipc": ("ipc", "/workspace/ipc", False),
-    "app_src": ("app-src", "/app/src", False),
+    "app_src": ("agent-runner-src", "/app/src", False),
 }
+# What the v2 runner reads from container.json when the smoke writes it: the
+# runner's built-in mock provider answers without credentials or network.
+DEFAULT_V2_CONFIG = {"provider": "mock", "assistantName": "Smoke", "groupName": "smoke", "agentGroupId": "smoke"}
+RUNNER_SRC = os.path.join("container", "agent-runner", "src")
 TAIL_LINES = 20
 # docker run's own exit codes: 125 the engine failed, 126 cannot invoke, 127 not found.
 ENGINE_EXIT_CODES = (125, 126, 127)
@@ -481,22 +558,48 @@ def make_private_dir(account: Account, prefix: str) -> str:
 def chown_tree(path: str, account: Account) -> None:
     for root, dirs, files in os.walk(path):
         for name in [*dirs, *files]:
-            os.chown(os.path.join(root, name), account.uid, account.gid)
+            os.lchown(os.path.join(root, name), account.uid, account.gid)
     os.chown(path, account.uid, account.gid)
 
 
-def v1_mounts(base: str, wanted: list[str], is_main: bool) -> list[Mount]:
+def runner_source(project_dir: str | None) -> str | None:
+    """``container/agent-runner/src`` of the NanoClaw checkout, or None without one."""
+    if not project_dir:
+        return None
+    path = os.path.join(project_dir, RUNNER_SRC)
+    if not os.path.isdir(path):
+        raise ValueError(f"project_dir {project_dir} has no {RUNNER_SRC}: it must be a NanoClaw checkout")
+    return path
+
+
+def v1_mounts(base: str, wanted: list[str], is_main: bool, runner_src: str | None) -> list[Mount]:
+    """The mounts NanoClaw v1.2.53's host gives an agent (src/container-runner.ts, buildVolumeMounts), in its order."""
     mounts = []
     for key in wanted:
         if key == "project" and not is_main:
             continue
+        if key == "app_src" and runner_src is None:
+            # Without the checkout the image's own copy of the runner (its /app/src) is compiled.
+            continue
         sub, target, read_only = V1_MOUNTS[key]
         host = os.path.join(base, sub)
-        os.makedirs(host, mode=0o700, exist_ok=True)
+        if key == "app_src":
+            # A per-group copy of container/agent-runner/src, read-write (the agent may change it).
+            shutil.copytree(runner_src, host, symlinks=True)
+        else:
+            os.makedirs(host, mode=0o700, exist_ok=True)
+        mounts.append(Mount(host, target, read_only))
         if key == "ipc":
             for child in ("messages", "tasks", "input"):
                 os.makedirs(os.path.join(host, child), mode=0o700, exist_ok=True)
-        mounts.append(Mount(host, target, read_only))
+        if key == "project":
+            # The project root read-only, its .env shadowed by /dev/null (a single-file mount) and
+            # store/ read-write inside it (a read-write mount nested under a read-only one).
+            with open(os.path.join(host, ".env"), "w", encoding="utf-8") as handle:
+                handle.write("# nanoclaw.provision smoke: the agent must never read this file\n")
+            os.makedirs(os.path.join(host, "store"), mode=0o700, exist_ok=True)
+            mounts.append(Mount("/dev/null", target + "/.env", True))
+            mounts.append(Mount(os.path.join(host, "store"), target + "/store", False))
     return mounts
 
 
@@ -519,64 +622,110 @@ def remove_and_confirm(engine: Engine, name: str) -> bool:
     return engine.wait_gone(name)
 
 
+def is_session_update(output) -> bool:
+    """The output a v1 runner writes after each query: success without a result (index.ts, writeOutput after runQuery)."""
+    return output.valid and output.value.get("status") == "success" and output.value.get("result") is None
+
+
 def judge_v1(outputs: list, rc: int | None, several: str) -> tuple[str | None, str, dict]:  # noqa: PLR0911 - one return per failure kind
-    """(failure, message, extra result keys) from the parsed outputs and exit code."""
+    """(failure, message, extra result keys) from the parsed outputs and exit code.
+
+    The result is the last output that carries one; session updates (success with a null result)
+    only count as the result when the agent wrote nothing else.
+    """
     extra: dict = {"outputs_count": len(outputs)}
     if not outputs:
         return "no_markers", "the agent wrote no output between ---NANOCLAW_OUTPUT_START--- and ---NANOCLAW_OUTPUT_END---", extra
-    last = outputs[-1]
+    results = [o for o in outputs if not is_session_update(o)]
+    last = (results or outputs)[-1]
     if not last.valid:
         return "invalid_json", f"the agent's output is not a JSON object: {last.error}", extra
     extra["output"] = last.value
-    if len(outputs) > 1 and several == "fail":
-        return "several_outputs", f"the agent wrote {len(outputs)} outputs and several_outputs=fail", extra
+    if len(results) > 1 and several == "fail":
+        return "several_outputs", f"the agent wrote {len(results)} outputs and several_outputs=fail", extra
     if last.value.get("status") != "success":
         error = str(last.value.get("error") or "")
         extra["agent_error"] = error
         return "status_error", f"the agent answered status={last.value.get('status')!r}: {error or '(no error given)'}", extra
     if rc != 0:
         return "exit_code", f"the agent wrote a success output but exited with code {rc}", extra
-    if len(outputs) > 1:
-        return None, f"the agent honoured the v1 contract ({len(outputs)} outputs; the last one is the result)", extra
-    return None, "the agent honoured the v1 contract", extra
+    updates = len(outputs) - len(results)
+    detail = f"{len(outputs)} outputs" + (f", {updates} of them session updates" if updates else "")
+    if len(results) > 1:
+        return None, f"the agent honoured the v1 contract ({detail}; the last one is the result)", extra
+    return None, f"the agent honoured the v1 contract ({detail})", extra
+
+
+def write_owned(path: str, account: Account, content: str = "") -> None:
+    """A file of ``account``'s, as NanoClaw's host (running as that user) writes it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, content.encode())
+        os.fchown(fd, account.uid, account.gid)
+    finally:
+        os.close(fd)
 
 
 def smoke_v1(module: AnsibleModule, engine: Engine, account: Account, name: str) -> dict:
     params = module.params
-    payload = dict(DEFAULT_INPUT)
-    payload.update(params["input"])
-    if params["secrets"]:
-        payload["secrets"] = params["secrets"]
+    payload = _payload(params)
+    src = runner_source(params["project_dir"])
     base = make_private_dir(account, "nanoclaw-smoke-")
     try:
         spec = base_spec(params, name)
         spec.interactive = True
-        spec.mounts = v1_mounts(base, params["mounts"], bool(payload.get("isMain")))
+        spec.mounts = v1_mounts(base, params["mounts"], bool(payload.get("isMain")), src)
         chown_tree(base, account)
+        close_file = os.path.join(base, "ipc", "input", "_close") if "ipc" in params["mounts"] else None
         parser = SentinelParser()
         marks: dict[str, float] = {}
         started = time.monotonic()
 
         def on_stdout(chunk: str) -> None:
-            if parser.feed(chunk):
-                marks["result"] = time.monotonic() - started
+            for output in parser.feed(chunk):
+                if "result" not in marks and not is_session_update(output):
+                    marks["result"] = time.monotonic() - started
+                # As NanoClaw's host does once the agent has answered (and gone idle): the session
+                # ends through the IPC directory, input/_close. The runner removes a _close that
+                # is there before it starts, so it is written only now.
+                if close_file and "closed" not in marks and output.valid and output.value.get("status") == "success":
+                    write_owned(close_file, account)
+                    marks["closed"] = time.monotonic()
 
-        done = engine.run_attached(spec, json.dumps(payload), float(params["timeout"]), on_stdout)
+        def deadline() -> float | None:
+            return marks["closed"] + params["close_timeout"] if "closed" in marks else None
+
+        done = engine.run_attached(spec, json.dumps(payload), float(params["timeout"]), on_stdout, deadline)
         result: dict = {"exit_code": done.rc, "stdout_tail": tail(done.stdout), "stderr_tail": tail(done.stderr)}
+        result["runner_source"] = "mounted" if src and "app_src" in params["mounts"] else "image"
         if done.timed_out:
             result["exit_code"] = None
             result["removed"] = remove_and_confirm(engine, name)
-            failure, msg = "timeout", f"the agent did not finish within {params['timeout']} s; container {name} killed and removed"
+            if "closed" in marks:
+                failure = "not_closed"
+                msg = (
+                    f"the agent answered but did not end within {params['close_timeout']} s of input/_close;"
+                    f" container {name} killed and removed"
+                )
+            else:
+                failure, msg = "timeout", f"the agent did not finish within {params['timeout']} s; container {name} killed and removed"
+            result.update(judge_v1(parser.outputs, None, params["several_outputs"])[2])
         else:
             result["removed"] = engine.wait_gone(name)
             failure, msg, extra = judge_v1(parser.outputs, done.rc, params["several_outputs"])
             result.update(extra)
             if failure == "no_markers" and done.rc in ENGINE_EXIT_CODES and not done.stdout.strip():
                 failure, msg = "engine_error", f"the engine could not run the container (exit {done.rc}): {done.tail()}"
+            elif failure == "no_markers" and done.rc not in (0, None):
+                msg += f"; it exited with code {done.rc}: {done.tail()}"
+            if failure is None and "closed" in marks:
+                msg += f"; it ended {time.monotonic() - marks['closed']:.2f} s after input/_close"
         result["outputs_count"] = len(parser.outputs)
+        result["closed"] = "closed" in marks
         result["timings"] = {
             "spawn_to_first_byte": _round(done.first_byte),
             "spawn_to_result": _round(marks.get("result")),
+            "result_to_exit": _round(started + done.seconds - marks["closed"]) if "closed" in marks and not done.timed_out else None,
             "total": _round(time.monotonic() - started),
         }
         result.update(failure=failure, msg=msg)
@@ -593,18 +742,36 @@ def install_slug(path: str) -> str:
     return hashlib.sha1(os.path.realpath(path).encode()).hexdigest()[:8]
 
 
-def prepare_session(params: dict, account: Account) -> tuple[str, bool]:
-    """The session directory with agent/container.json; (path, created by us)."""
-    created = not params["session_dir"]
-    session = params["session_dir"] or make_private_dir(account, "nanoclaw-smoke-v2-")
-    config = os.path.join(session, "agent", "container.json")
-    os.makedirs(os.path.dirname(config), mode=0o700, exist_ok=True)
-    if not os.path.exists(config):
-        with open(config, "w", encoding="utf-8") as handle:
-            json.dump(params["container_config"], handle)
-        os.chmod(config, 0o600)
-    chown_tree(session, account)
-    return session, created
+def prepare_v2(params: dict, account: Account, base: str) -> tuple[str, list[Mount]]:
+    """The session directory and mounts NanoClaw v2.0.64's host gives an agent (src/container-runner.ts, buildMounts)."""
+    session = params["session_dir"] or os.path.join(base, "session")
+    if not params["session_dir"]:
+        os.makedirs(session, mode=0o700)
+        v2s.init_session(session)
+    group = os.path.join(base, "group")
+    claude = os.path.join(base, "claude-shared")
+    for path in (group, claude):
+        os.makedirs(path, mode=0o700)
+    config = os.path.join(group, "container.json")
+    with open(config, "w", encoding="utf-8") as handle:
+        json.dump({**DEFAULT_V2_CONFIG, **params["container_config"]}, handle)
+    mounts = [
+        Mount(session, "/workspace"),
+        Mount(group, "/workspace/agent"),
+        # A single file, read-only, nested on the read-write group directory.
+        Mount(config, "/workspace/agent/container.json", True),
+    ]
+    project = params["project_dir"]
+    if project and os.path.isfile(os.path.join(project, "container", "CLAUDE.md")):
+        mounts.append(Mount(os.path.join(project, "container", "CLAUDE.md"), "/app/CLAUDE.md", True))
+    mounts.append(Mount(claude, "/home/node/.claude"))
+    src = runner_source(project)
+    if src:
+        mounts.append(Mount(src, "/app/src", True))
+    if project and os.path.isdir(os.path.join(project, "container", "skills")):
+        mounts.append(Mount(os.path.join(project, "container", "skills"), "/app/skills", True))
+    chown_tree(base, account)
+    return session, mounts
 
 
 def heartbeat_after(path: str, since: float) -> bool:
@@ -616,26 +783,43 @@ def heartbeat_after(path: str, since: float) -> bool:
 
 def smoke_v2(module: AnsibleModule, engine: Engine, account: Account, name: str) -> dict:
     params = module.params
-    session, created = prepare_session(params, account)
-    slug = params["install_slug"] or install_slug(session)
+    base = make_private_dir(account, "nanoclaw-smoke-v2-")
     try:
+        session, mounts = prepare_v2(params, account, base)
+        slug = params["install_slug"] or install_slug(session)
+        message_id = f"smoke-{uuid.uuid4().hex[:12]}"
+        queued = v2s.write_message(session, message_id, str(_payload(params)["prompt"]))
+        # The host process (the service user) owns what it writes.
+        chown_tree(session, account)
         spec = base_spec(params, name)
-        spec.mounts = [Mount(session, "/workspace")]
+        spec.mounts = mounts
         spec.labels = {"nanoclaw-install": slug}
         spec.entrypoint = params["entrypoint"]
         spec.command = list(params["command"])
         heartbeat = os.path.join(session, ".heartbeat")
+        # The host removes an orphan heartbeat before it starts a container.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(heartbeat)
         wall_start = time.time() - 1  # mtime granularity
         started = time.monotonic()
         proc = engine.start(spec)
-        seen_at = None
+        seen_at = acked_at = None
+        ack = None
         deadline = started + params["heartbeat_timeout"]
         while time.monotonic() < deadline and proc.poll() is None:
-            if heartbeat_after(heartbeat, wall_start):
+            if seen_at is None and heartbeat_after(heartbeat, wall_start):
                 seen_at = time.monotonic() - started
+            if acked_at is None and queued:
+                ack = v2s.ack_status(session, message_id)
+                if ack == "completed":
+                    acked_at = time.monotonic() - started
+            if seen_at is not None and (acked_at is not None or not queued):
                 break
             time.sleep(0.2)
-        exited_early = seen_at is None and proc.poll() is not None
+        if seen_at is None and heartbeat_after(heartbeat, wall_start):
+            seen_at = time.monotonic() - started
+        ack = v2s.ack_status(session, message_id) if queued else None
+        exited_early = proc.poll() is not None
         stop_started = time.monotonic()
         stopped = engine.stop(name, 1)
         stop_seconds = time.monotonic() - stop_started
@@ -652,39 +836,51 @@ def smoke_v2(module: AnsibleModule, engine: Engine, account: Account, name: str)
             "install_slug": slug,
             "exit_code": proc.returncode,
             "heartbeat": seen_at is not None,
+            "acknowledged": ack,
+            "replies": v2s.replies(session),
             "leftover_containers": leftovers,
             "removed": gone and not leftovers,
+            "runner_source": "mounted" if params["project_dir"] else "image",
             "stdout_tail": tail(out_text),
             "stderr_tail": tail(err_text),
             "timings": {
                 "spawn_to_first_byte": None,
-                "spawn_to_result": _round(seen_at),
+                "spawn_to_heartbeat": _round(seen_at),
+                "spawn_to_result": _round(acked_at),
                 "stop": _round(stop_seconds),
                 "total": _round(time.monotonic() - started),
             },
         }
         for leftover in leftovers:
             engine.remove(leftover)
-        if exited_early:
+        if exited_early and (seen_at is None or ack != "completed"):
             failure, msg = (
                 "exited_early",
-                f"the container exited with code {proc.returncode} before touching the heartbeat: {tail(err_text, 5)}",
+                f"the container exited with code {proc.returncode} before it had processed the smoke message: {tail(err_text, 5)}",
             )
         elif seen_at is None:
             failure, msg = "no_heartbeat", f"/workspace/.heartbeat was not touched within {params['heartbeat_timeout']} s"
+        elif ack != "completed":
+            failure = "not_acknowledged"
+            msg = (
+                f"the agent touched its heartbeat but did not mark message {message_id} completed in outbound.db"
+                f" (processing_ack: {ack or 'none'}) within {params['heartbeat_timeout']} s"
+                if queued
+                else f"the session directory {session} has no inbound.db with messages_in: the smoke message could not be queued"
+            )
         elif leftovers or not gone:
             failure = "leftover_container"
             msg = f"containers labelled nanoclaw-install={slug} remain after stop -t 1: {', '.join(leftovers) or name}"
         else:
             failure, msg = (
                 None,
-                f"heartbeat after {seen_at:.2f} s; stop -t 1 took {stop_seconds:.2f} s (exit {stopped.rc}); no labelled container remains",
+                f"message processed (processing_ack completed) after {acked_at:.2f} s, heartbeat after {seen_at:.2f} s;"
+                f" stop -t 1 took {stop_seconds:.2f} s (exit {stopped.rc}); no labelled container remains",
             )
         result.update(failure=failure, msg=msg)
         return result
     finally:
-        if created:
-            shutil.rmtree(session, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _payload(params: dict) -> dict:
@@ -741,7 +937,8 @@ def _ipc_round_trip(params: dict, kube: kj.KubeJobs, job_name: str, feed: _LogFe
     kj.ipc_close(ipc_path)
     closed = _wait(lambda: _terminated(kube, job_name), min(deadline, time.monotonic() + params["ipc_timeout"]), 0.2)
     info["closed"] = closed
-    info["reply_outputs"] = [o.value for o in kj.untangle_all(feed.parser.outputs[outputs_before:])[0] if o.valid]
+    outputs = [o.value for o in kj.untangle_all(feed.parser.outputs[outputs_before:])[0] if o.valid]
+    info["reply_outputs"] = [o for o in outputs if not (isinstance(o, dict) and o.get("result") is None)]
     info["input_left"] = sorted(os.listdir(os.path.join(ipc_path, "input")))
     if not got:
         return info, "ipc_no_reply", f"the agent wrote no reply into messages/ of {ipc_path} within {params['ipc_timeout']} s of {sent}"
@@ -927,6 +1124,9 @@ def main() -> None:
             "ipc_path": {"type": "path"},
             "ipc_message": {"type": "str", "default": "IPC round trip from nanoclaw.provision"},
             "ipc_timeout": {"type": "int", "default": 60},
+            "project_dir": {"type": "path"},
+            "close_timeout": {"type": "int", "default": 30},
+            "service_unit": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -937,7 +1137,17 @@ def main() -> None:
     name = params["name"] or f"nanoclaw-smoke-{uuid.uuid4().hex[:8]}"
     try:
         account = resolve_account(params["user"])
-        runner = Runner(account, params["executable"] or params["engine"], params["environment"])
+        environment = {}
+        if params["service_unit"]:
+            # What NanoClaw's service runs `docker` with: its unit's Environment= (the PATH that
+            # puts the provisioned docker wrapper first, DOCKER_HOST), over the user's login one.
+            # A user unit lives in the service user's home: it is read as that user, never as root.
+            read = Runner(account, "cat").run(["--", params["service_unit"]], timeout=30)
+            if not read.ok:
+                raise RunnerError(f"cannot read service_unit {params['service_unit']} as {account.name}: {read.tail()}")
+            environment = parse_unit_environment(read.stdout)
+        environment.update({str(k): str(v) for k, v in params["environment"].items()})
+        runner = Runner(account, params["executable"] or params["engine"], environment)
         executable = runner.resolve()
     except RunnerError as exc:
         module.fail_json(msg=str(exc), failure="engine_missing", container_name=name, executable=None, changed=False)
@@ -959,7 +1169,10 @@ def main() -> None:
         module.exit_json(
             msg=f"check mode: {executable} answers and image {params['image']} is present; agent not started", failure=None, **base
         )
-    result = smoke_v2(module, engine, account, name) if params["contract"] == "v2" else smoke_v1(module, engine, account, name)
+    try:
+        result = smoke_v2(module, engine, account, name) if params["contract"] == "v2" else smoke_v1(module, engine, account, name)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc), failure="bad_input", **base)
     result.update(base)
     if result["failure"]:
         module.fail_json(**result)

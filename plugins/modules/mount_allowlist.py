@@ -83,6 +83,12 @@ options:
         of non-main groups are read-only.
     type: bool
     default: true
+  project_root:
+    description:
+      - The NanoClaw project root. A root that contains it or lies inside it is refused (its code
+        and C(.env) must not be mountable into agents), as is a root that is or contains the home
+        or overlaps C(~/.config).
+    type: path
   mounts:
     description:
       - Planned additional mounts to validate against the allowlist (not written anywhere).
@@ -210,6 +216,7 @@ def main():
             },
             "blocked_patterns": {"type": "list", "elements": "str", "default": []},
             "non_main_read_only": {"type": "bool", "default": True},
+            "project_root": {"type": "path"},
             "mounts": {
                 "type": "list",
                 "elements": "dict",
@@ -233,7 +240,7 @@ def main():
     to_create = []
     try:
         for index, entry in enumerate(params["allowed_roots"]):
-            real, exists = resolve_root(entry, index, home, patterns)
+            real, exists = resolve_root(entry, index, home, patterns, project_root=params["project_root"])
             if not exists:
                 to_create.append(real)
             roots.append(dict(entry, realpath=real))

@@ -16,6 +16,8 @@ description:
     digest equals the image ID of the local image that was pushed, so a caller can tell whether the
     registry already holds a locally built image.
   - Authenticates with HTTP basic auth or the bearer token flow, whichever the registry asks for.
+  - Follows redirects itself and drops the C(Authorization) header on a redirect to another host
+    (not the same host or a subdomain of it) or from https to http, as Go's net/http does.
   - Fails with a message naming the registry when it cannot be reached, when its certificate is not
     trusted, or when it rejects the credentials.
 author:
@@ -112,7 +114,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.parse import urlencode
+from ansible.module_utils.six.moves.urllib.parse import urlencode, urljoin, urlsplit
 from ansible.module_utils.urls import open_url
 
 ACCEPT = ", ".join(
@@ -129,6 +131,23 @@ class RegistryError(Exception):
     pass
 
 
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+
+
+def keeps_credentials(source, target):
+    """Whether a redirect from ``source`` to ``target`` may carry the Authorization header.
+
+    As Go's net/http (which docker and podman use) does: only to the same host or a subdomain of
+    it; and never from https down to http, where the header would cross the network in clear.
+    """
+    src, dst = urlsplit(source), urlsplit(target)
+    if src.scheme == "https" and dst.scheme != "https":
+        return False
+    src_host, dst_host = (src.hostname or "").lower(), (dst.hostname or "").lower()
+    return dst_host == src_host or dst_host.endswith("." + src_host)
+
+
 class Registry:
     def __init__(self, module):
         p = module.params
@@ -143,15 +162,28 @@ class Registry:
         self.authorization = None
 
     def _open(self, url, headers):
-        return open_url(
-            url,
-            headers=headers,
-            method="GET",
-            validate_certs=self.validate_certs,
-            ca_path=self.ca_path,
-            timeout=self.timeout,
-            follow_redirects="all",
-        )
+        """GET ``url``, following redirects here: urllib's handler would resend Authorization anywhere."""
+        headers = dict(headers)
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                return open_url(
+                    url,
+                    headers=headers,
+                    method="GET",
+                    validate_certs=self.validate_certs,
+                    ca_path=self.ca_path,
+                    timeout=self.timeout,
+                    follow_redirects="none",
+                )
+            except HTTPError as err:
+                location = err.headers.get("Location") if err.code in REDIRECTS and err.headers else None
+                if not location:
+                    raise
+                target = urljoin(url, location)
+                if not keeps_credentials(url, target):
+                    headers.pop("Authorization", None)
+                url = target
+        raise RegistryError(f"registry {self.name}: more than {MAX_REDIRECTS} redirects")
 
     def _request(self, path, accept=None):
         headers = {}

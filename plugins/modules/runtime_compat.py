@@ -19,6 +19,15 @@ description:
     with C(-e HOME), C(--add-host=host.docker.internal:host-gateway), C(ps --filter name=...)
     (v1) or C(--label) with C(ps --filter label=...) (v2) and C(--format '{{.Names}}'),
     C(stop -t 1), C(build -t) of a one-line context, and C(--entrypoint bash IMAGE -c ...) (v2).
+  - The mount and build patterns of the real hosts (read from v1.2.53 and v2.0.64
+    C(src/container-runner.ts)) - v1 C(mount_dev_null_file) (C(-v /dev/null:/workspace/project/.env:ro)
+    over a file inside the read-only project mount - the file reads empty and cannot be written) and
+    C(mount_nested_rw) (C(store/) read-write nested under the read-only project mount); v2
+    C(mount_file_ro) (C(container.json) as a read-only single-file mount on the read-write group folder,
+    inside the read-write session mount), C(entrypoint_exec_bun) (C(bash -c 'exec ...') hands PID 1 to the
+    program and the image has C(bun)) and C(build_file) (C(build -t TAG -f FILE DIR), as v2 builds
+    per-group images); and, informational for both, C(build_buildkit) (C(RUN --mount=type=cache) with
+    C(-f), which upstream's v2 Dockerfile needs - Docker must build with BuildKit).
   - Environment diagnosis - engine and version, rootless or not, cgroup version, whether
     C(--memory), C(--cpus) and C(--pids-limit) are enforced (read from the container's own cgroup
     files, not trusted from the CLI's silence), whether the hardening flags C(--read-only),
@@ -84,10 +93,21 @@ options:
     description:
       - Names of the checks that must pass. Default - every CLI pattern of the generation
         (C(info), C(run_rm_name), C(bind_mount), C(bind_mount_ro), C(env), C(user_home),
-        C(add_host_gateway), C(stop), C(build); v1 adds C(run_stdin) and C(ps_filter_name), v2 adds
-        C(ps_filter_label) and C(entrypoint)). Environment checks are informational unless listed.
+        C(add_host_gateway), C(stop), C(build); v1 adds C(run_stdin), C(ps_filter_name),
+        C(mount_dev_null_file) and C(mount_nested_rw), v2 adds C(ps_filter_label), C(entrypoint),
+        C(entrypoint_exec_bun), C(mount_file_ro) and C(build_file)). Environment checks and
+        C(build_buildkit) are informational unless listed.
     type: list
     elements: str
+  not_required:
+    description:
+      - Names of checks that run and are reported but do not fail the module, taken out of
+        O(required) or the generation's default. For a pattern a host is known not to support and
+        whose NanoClaw feature it will not use (for example C(build_file) where no agent group gets
+        an image of its own); the failed check and its detail stay in the result.
+    type: list
+    elements: str
+    default: []
   network:
     description:
       - C(--network) for every probe container. Default is the engine's default network, which is
@@ -225,8 +245,8 @@ from ansible_collections.nanoclaw.provision.plugins.module_utils._runner import 
 
 COMMON = ["info", "run_rm_name", "bind_mount", "bind_mount_ro", "env", "user_home", "add_host_gateway", "stop", "build"]
 PATTERNS = {
-    "v1": [*COMMON, "run_stdin", "ps_filter_name"],
-    "v2": [*COMMON, "ps_filter_label", "entrypoint"],
+    "v1": [*COMMON, "run_stdin", "ps_filter_name", "mount_dev_null_file", "mount_nested_rw"],
+    "v2": [*COMMON, "ps_filter_label", "entrypoint", "entrypoint_exec_bun", "mount_file_ro", "build_file"],
 }
 # Reads the container's own cgroup files (v2 first, then v1 at its own path or the mount root).
 CGROUP_SCRIPT = r"""
@@ -472,11 +492,13 @@ class Probe:
         return True, "host.docker.internal resolves to " + done.stdout.split()[0]
 
     def spawn_named(self, what: str, flags: list[str]):
-        """A long-running container started attached, as NanoClaw starts agents."""
-        args = self.run_args(what, flags, "exec sleep 120")
+        """A long-running container started attached, as NanoClaw starts agents (stopped by the check)."""
+        args = self.run_args(what, flags, "exec sleep 600")
         return self.names[-1], self.runner.popen(args)
 
-    def wait_listed(self, filter_arg: str, name: str, proc, seconds: float = 30.0) -> bool:
+    def wait_listed(self, filter_arg: str, name: str, proc, seconds: float = 180.0) -> bool:
+        # Generous: on a loaded host an engine can take minutes to start a container, and a
+        # late listing is not an incompatibility (the probe process ending early is caught).
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             done = self.cli(["ps", "--filter", filter_arg, "--format", "{{.Names}}"], timeout=30)
@@ -516,7 +538,7 @@ class Probe:
 
     def stop(self, name: str, proc) -> Outcome:
         started = time.monotonic()
-        done = self.cli(["stop", "-t", "1", name], timeout=60)
+        done = self.cli(["stop", "-t", "1", name], timeout=180)
         seconds = time.monotonic() - started
         if not done.ok:
             return False, self.failed(done, "stop -t 1")
@@ -549,6 +571,174 @@ class Probe:
         if not done.ok:
             return False, self.failed(done, "--entrypoint bash IMAGE -c") + "; the image needs bash for NanoClaw v2"
         return (mark in done.stdout, "bash ran as the entrypoint" if mark in done.stdout else "bash ran but printed nothing")
+
+    # v1.2.53 src/container-runner.ts (buildVolumeMounts) for the main group: the project root read-only,
+    # /dev/null over its .env (a single-file read-only mount) and its store/ read-write inside it.
+    def v1_project_mounts(self) -> tuple[str, list[str]]:
+        project = self.tempdir(0o755)
+        store = os.path.join(project, "store")
+        os.mkdir(store)
+        os.chmod(store, 0o777)
+        env_file = os.path.join(project, ".env")
+        with open(env_file, "w", encoding="utf-8") as handle:
+            handle.write("NANOCLAW_COMPAT_SECRET=must-not-be-read\n")
+        os.chmod(env_file, 0o644)
+        flags = [
+            "-v",
+            f"{project}:/workspace/project:ro",
+            "-v",
+            "/dev/null:/workspace/project/.env:ro",
+            "-v",
+            f"{store}:/workspace/project/store",
+        ]
+        return project, flags
+
+    def check_mount_dev_null_file(self) -> Outcome:
+        project, flags = self.v1_project_mounts()
+        env_file = os.path.join(project, ".env")
+        with open(env_file, encoding="utf-8") as handle:
+            before = handle.read()
+        # Writing to a device node is allowed even on a read-only mount: what must hold is that the
+        # agent reads nothing there and cannot change the host's .env.
+        script = (
+            'echo "size=$(wc -c < /workspace/project/.env)"; '
+            "echo NANOCLAW_COMPAT_OVERWRITE=1 > /workspace/project/.env 2>/dev/null; "
+            "rm -f /workspace/project/.env 2>/dev/null; "
+            'echo "after=$(wc -c < /workspace/project/.env)"'
+        )
+        done = self.sh("dev_null_file", script, flags)
+        if not done.ok:
+            return False, self.failed(done, "run -v /dev/null:/workspace/project/.env:ro") + (
+                "; NanoClaw v1 hides the project's .env from the main agent with this single-file mount"
+            )
+        seen = parse_key_values(done.stdout)
+        with open(env_file, encoding="utf-8") as handle:
+            after = handle.read()
+        if seen.get("size") != "0" or seen.get("after") != "0":
+            return False, (
+                f"/workspace/project/.env shows {seen.get('size')} (then {seen.get('after')}) bytes, not /dev/null's 0:"
+                " the project's .env is not hidden from the agent"
+            )
+        if after != before:
+            return False, "the container changed the host's .env through the mounts: the project mount is not read-only"
+        return True, "/dev/null over a file inside the read-only project mount: the agent reads nothing and cannot change the host's file"
+
+    def check_mount_nested_rw(self) -> Outcome:
+        project, flags = self.v1_project_mounts()
+        mark = token()
+        script = (
+            f"echo {mark} > /workspace/project/store/probe && echo store=ok; "
+            "if touch /workspace/project/probe 2>/dev/null; then echo project=writable; else echo project=readonly; fi"
+        )
+        done = self.sh("nested_rw", script, flags)
+        if not done.ok:
+            return False, self.failed(done, "a read-write mount nested under a read-only one")
+        seen = parse_key_values(done.stdout)
+        try:
+            with open(os.path.join(project, "store", "probe"), encoding="utf-8") as handle:
+                host_sees = handle.read().strip()
+        except OSError:
+            host_sees = None
+        if seen.get("store") != "ok" or host_sees != mark:
+            return False, (
+                "the container could not write store/ (read-write, nested under the read-only project mount)"
+                f" or the host does not see it ({host_sees!r}): NanoClaw v1's main agent writes its database there"
+            )
+        if seen.get("project") != "readonly":
+            return False, "the read-only project mount became writable once a read-write mount was nested under it"
+        return True, "store/ read-write inside the read-only project mount; the project itself stays read-only"
+
+    # v2.0.64 src/container-runner.ts (buildMounts): the session at /workspace, the group folder at
+    # /workspace/agent and its container.json as a read-only single file on top of it.
+    def check_mount_file_ro(self) -> Outcome:
+        session = self.tempdir(0o777)
+        group = os.path.join(session, "group-src")
+        os.mkdir(group)
+        os.chmod(group, 0o777)
+        config = os.path.join(group, "container.json")
+        mark = token()
+        with open(config, "w", encoding="utf-8") as handle:
+            json.dump({"provider": "mock", "probe": mark}, handle)
+        os.chmod(config, 0o644)
+        flags = ["-v", f"{session}:/workspace", "-v", f"{group}:/workspace/agent", "-v", f"{config}:/workspace/agent/container.json:ro"]
+        script = (
+            "cat /workspace/agent/container.json; echo; "
+            "if echo x > /workspace/agent/container.json 2>/dev/null; then echo config=writable; else echo config=readonly; fi; "
+            "touch /workspace/agent/work && echo agent=ok; touch /workspace/.heartbeat && echo session=ok"
+        )
+        done = self.sh("file_ro", script, flags)
+        if not done.ok:
+            return False, self.failed(done, "run -v FILE:/workspace/agent/container.json:ro inside two read-write mounts")
+        seen = parse_key_values(done.stdout)
+        if mark not in done.stdout:
+            return False, "the container cannot read container.json through its single-file mount: NanoClaw v2's runner reads it at start"
+        if seen.get("config") != "readonly":
+            return False, "container.json is writable in the container although it is mounted :ro (the agent could change its own config)"
+        if seen.get("agent") != "ok" or seen.get("session") != "ok":
+            return False, "the read-write session or group mount is not writable around the single-file mount"
+        if not os.path.exists(os.path.join(session, ".heartbeat")):
+            return False, "the host does not see the heartbeat file the container touched in /workspace"
+        return True, "container.json read-only as a single file over the read-write group folder, inside the read-write session"
+
+    def check_entrypoint_exec_bun(self) -> Outcome:
+        # v2 runs `--entrypoint bash IMAGE -c 'exec bun run /app/src/index.ts'`: bash must hand PID 1 to
+        # bun (exec), so `stop -t 1` signals the runner itself, and bun must be on the image's PATH.
+        done = self.sh("exec_bun", "exec sh -c 'echo pid=$$; echo bun=$(command -v bun || echo missing)'", entrypoint="bash")
+        if not done.ok:
+            return False, self.failed(done, "--entrypoint bash IMAGE -c 'exec ...'")
+        seen = parse_key_values(done.stdout)
+        if seen.get("pid") != "1":
+            return False, f"the program bash exec'd runs as PID {seen.get('pid')}, not 1: stop -t 1 would signal a shell, not the runner"
+        if seen.get("bun", "missing") == "missing":
+            return (
+                False,
+                "bash -c 'exec bun run /app/src/index.ts' cannot work: the image has no bun on its PATH (not a NanoClaw v2 agent image)",
+            )
+        return True, f"bash -c 'exec ...' hands PID 1 to the program; bun is {seen['bun']}"
+
+    def build_context(self, dockerfile: str) -> tuple[str, str]:
+        context = self.tempdir(0o755)
+        path = os.path.join(context, "Dockerfile.probe")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(dockerfile)
+        os.chmod(path, 0o644)
+        return context, path
+
+    def check_build_file(self) -> Outcome:
+        # v2 builds per-agent-group images: `docker build -t TAG -f DATA_DIR/Dockerfile.<id> .` (cwd DATA_DIR),
+        # FROM the agent image, USER root, RUN ..., USER node.
+        context, path = self.build_context(f"FROM {self.params['image']}\nUSER root\nRUN true\nUSER node\n")
+        tag = f"localhost/{self.prefix}:file"
+        self.images.append(tag)
+        done = self.cli(["build", "-t", tag, "-f", path, context])
+        if not done.ok:
+            detail = self.failed(done, "build -t TAG -f FILE DIR") + "; NanoClaw v2 builds per-group images this way"
+            if "/buildkit/" in done.stderr and "cgroup" in done.stderr:
+                detail += (
+                    "; BuildKit could not start the RUN step's container: its runc cannot mount the cgroup v1"
+                    " hierarchy it expects, as in an engine nested in a container on a cgroup v1 host. Build on a"
+                    " cgroup v2 host, or outside such a container"
+                )
+            return False, detail
+        return True, f"built {tag} with -f (a Dockerfile named Dockerfile.probe; removed afterwards)"
+
+    def check_build_buildkit(self) -> Outcome:
+        # Upstream's v2 container/Dockerfile needs BuildKit (RUN --mount=type=cache); container/build.sh runs a plain
+        # `docker build`, so the CLI must use BuildKit by default. (No `# syntax=` line here: it would fetch the
+        # frontend image from a registry.)
+        context, path = self.build_context(f"FROM {self.params['image']}\nRUN --mount=type=cache,target=/tmp/nanoclaw-compat-cache true\n")
+        tag = f"localhost/{self.prefix}:buildkit"
+        self.images.append(tag)
+        done = self.cli(["build", "-t", tag, "-f", path, context])
+        if not done.ok:
+            detail = self.failed(done, "build -f FILE with RUN --mount=type=cache")
+            if "BuildKit" in done.stderr or "--mount" in done.stderr:
+                detail += (
+                    "; this docker builds with the classic builder: install the CLI's buildx plugin (Debian's docker-buildx"
+                    " package; a docker CLI older than 23 also builds with DOCKER_BUILDKIT=1) to build NanoClaw v2's agent image"
+                )
+            return False, detail
+        return True, "RUN --mount=type=cache builds with -f (BuildKit or Buildah)"
 
     # ------------------------------------------------------------ environment
     def limits_probe(self) -> dict[str, str]:
@@ -766,8 +956,17 @@ def run_checks(probe: Probe, generation: str, required: list[str]) -> CheckList:
     checks.run("add_host_gateway", probe.check_add_host_gateway)
     probe.check_ps_and_stop(checks, generation if generation != "both" else "v1v2")
     checks.run("build", probe.check_build)
+    if "build_file" in patterns:
+        checks.run("build_file", probe.check_build_file)
+    checks.run("build_buildkit", probe.check_build_buildkit)
     if "entrypoint" in patterns:
         checks.run("entrypoint", probe.check_entrypoint)
+        checks.run("entrypoint_exec_bun", probe.check_entrypoint_exec_bun)
+    if "mount_dev_null_file" in patterns:
+        checks.run("mount_dev_null_file", probe.check_mount_dev_null_file)
+        checks.run("mount_nested_rw", probe.check_mount_nested_rw)
+    if "mount_file_ro" in patterns:
+        checks.run("mount_file_ro", probe.check_mount_file_ro)
     checks.run("memory_limit", probe.check_memory)
     checks.run("cpu_limit", probe.check_cpus)
     checks.run("pids_limit", probe.check_pids)
@@ -787,6 +986,7 @@ def main() -> None:
             "executable": {"type": "str", "default": "docker"},
             "environment": {"type": "dict", "default": {}},
             "required": {"type": "list", "elements": "str"},
+            "not_required": {"type": "list", "elements": "str", "default": []},
             "network": {"type": "str"},
             "limits": {
                 "type": "dict",
@@ -809,6 +1009,7 @@ def main() -> None:
     except RunnerError as exc:
         module.fail_json(msg=str(exc), changed=False, checks=[], summary={}, engine={})
     required = params["required"] if params["required"] is not None else default_required(params["generation"])
+    required = [name for name in required if name not in params["not_required"]]
     probe = Probe(module, account, runner)
     try:
         checks = run_checks(probe, params["generation"], required)

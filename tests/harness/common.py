@@ -26,7 +26,9 @@ class HarnessError(RuntimeError):
 
 
 def log(msg: str) -> None:
-    print(f"[harness] {msg}", flush=True)
+    # One write per line: stages running at once forward their lines to the same console.
+    sys.stdout.write(f"[harness] {msg}\n")
+    sys.stdout.flush()
 
 
 def run(
@@ -77,6 +79,11 @@ def sha256_of(*parts: str | bytes | Path) -> str:
     return digest.hexdigest()
 
 
+# What a stage found of its cache: "cold" (it built or downloaded it now), "warm" (reused it),
+# "-" (the stage caches nothing).
+COLD, WARM, NO_CACHE = "cold", "warm", "-"
+
+
 @dataclass
 class StageResult:
     name: str
@@ -85,6 +92,12 @@ class StageResult:
     failed: int = 0
     skipped: int = 0
     error: str | None = None
+    cache: str = NO_CACHE
+    # When the stage started (time.time()), for the table's offsets from the run's start.
+    started: float = 0.0
+    # This machine's busy CPU seconds while the stage ran, shared evenly with the stages running
+    # next to it (tests/harness/lanes.py, from /proc/stat): what the stage costs a 2-core machine.
+    cpu: float = 0.0
 
 
 @dataclass
@@ -106,15 +119,22 @@ class Report:
     def skipped(self) -> int:
         return sum(s.skipped for s in self.stages)
 
-    def summary(self) -> str:
-        lines = ["", "Stage wall times:"]
-        for s in self.stages:
+    def summary(self, wall: float | None = None, origin: float | None = None) -> str:
+        """The stage table: start (minutes:seconds after ``origin``), wall time, cache, status, counts.
+        Stages of a run overlap, so the total of the stage times is more than the run's ``wall`` time."""
+        origin = origin if origin is not None else min((s.started for s in self.stages if s.started), default=0.0)
+        lines = ["", "Stage wall times:", f"  {'stage':<32} {'start':>7} {'wall':>10} {'cpu':>8}  {'cache':<5} {'status':<6} counts"]
+        for s in sorted(self.stages, key=lambda r: r.started or float("inf")):
             status = "FAILED" if s.failed or s.error else "ok"
+            offset = max(0.0, s.started - origin) if s.started else 0.0
             lines.append(
-                f"  {s.name:<32} {s.seconds:8.1f} s  {status:<6} passed={s.passed} failed={s.failed} skipped={s.skipped}"
-                + (f"  ({s.error})" if s.error else "")
+                f"  {s.name:<32} {int(offset // 60):>4}:{int(offset % 60):02d} {s.seconds:8.1f} s {s.cpu:6.0f} s  {s.cache:<5} {status:<6}"
+                f" passed={s.passed} failed={s.failed} skipped={s.skipped}" + (f"  ({s.error})" if s.error else "")
             )
-        lines.append(f"  {'total':<32} {sum(s.seconds for s in self.stages):8.1f} s")
+        wall_sum, cpu_sum = sum(s.seconds for s in self.stages), sum(s.cpu for s in self.stages)
+        lines.append(f"  {'total of the stage times':<32} {'':>7} {wall_sum:8.1f} s {cpu_sum:6.0f} s")
+        if wall is not None:
+            lines.append(f"  {'wall time of the run':<32} {'':>7} {wall:8.1f} s")
         return "\n".join(lines)
 
 
@@ -126,6 +146,7 @@ class _StageTimer:
     def __enter__(self) -> StageResult:
         log(f"=== stage {self.result.name} ===")
         self._start = time.monotonic()
+        self.result.started = time.time()
         return self.result
 
     def __exit__(self, exc_type, exc, tb) -> bool:

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fixture_repo, images
+from . import demo, fixture_repo, images
 from .common import CACHE, REPO, STATE, HarnessError, log, require, run, sha256_of
 from .setup_env import load_yaml, tool_env, venv_bin
 
@@ -45,6 +45,8 @@ EE_IMAGE = "localhost/nanoclaw-ee"
 SSH_PORT = int(os.environ.get("NANOCLAW_EE_SSH_PORT", "22022"))
 PLAYBOOK = "playbooks/site.yml"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+# Where this machine keeps the CAs it adds to its store (Debian's update-ca-certificates).
+CA_DIR = Path("/usr/local/share/ca-certificates")
 # Where ansible-builder installs collections in the EE (ansible-galaxy's system path).
 EE_COLLECTIONS = "/usr/share/ansible/collections"
 WORK = CACHE / "ee"
@@ -92,6 +94,15 @@ def _build_derived(name: str, template: str, parent: str, build_dir: Path) -> bo
     containerfile.write_text(template.format(parent=parent, label=RECIPE_LABEL, recipe=recipe))
     run(["podman", "build", "--pull=never", "-t", name, "-f", str(containerfile), str(build_dir)])
     return True
+
+
+def image_ids() -> tuple[str | None, ...]:
+    """The ids of the EE base and the latest EE image (None when absent): a build changes them."""
+    ids = []
+    for image in (BASE_IMAGE, f"{EE_IMAGE}:latest"):
+        proc = run(["podman", "image", "inspect", image, "--format", "{{.Id}}"], check=False, capture=True, quiet=True)
+        ids.append(proc.stdout.strip() if proc.returncode == 0 else None)
+    return tuple(ids)
 
 
 def ensure_base() -> str:
@@ -289,6 +300,7 @@ def write_private_data_dir(pdd: Path, ee_image: str, target: str, key: Path) -> 
         # password (bind-mounted read-only below, at the same paths as on this machine).
         "NANOCLAW_CACHE": str(CACHE),
         "NANOCLAW_FIXTURE_JSON": str(fixture_repo.META),
+        "NANOCLAW_UPSTREAM_JSON": str(demo.UPSTREAM_JSON),
         **{k: os.environ[k] for k in ("NANOCLAW_MIRROR_PORT", "NANOCLAW_REGISTRY_PORT") if k in os.environ},
     }
     (env / "envvars").write_text(json.dumps(envvars, indent=2) + "\n")
@@ -315,6 +327,9 @@ def write_private_data_dir(pdd: Path, ee_image: str, target: str, key: Path) -> 
             "--network=host",
             f"--volume={CACHE / 'registry'}:{CACHE / 'registry'}:ro",
             f"--volume={fixture_repo.ROOT}:{fixture_repo.ROOT}:ro",
+            f"--volume={demo.UPSTREAM_JSON.parent}:{demo.UPSTREAM_JSON.parent}:ro",
+            # The CAs the demo inventory gives its targets (nanoclaw_ca_certificates): the controller's.
+            f"--volume={CA_DIR}:{CA_DIR}:ro",
         ],
     }
     (env / "settings").write_text(json.dumps(settings, indent=2) + "\n")

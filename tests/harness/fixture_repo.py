@@ -146,10 +146,27 @@ echo '{"status":"success","result":"fixture"}'
 echo '---NANOCLAW_OUTPUT_END---'
 """
 
-GITIGNORE = "node_modules/\ndist/\ngroups/\ndata/\nstore/\nlogs/\n.env\n"
+# As upstream's .gitignore at v1.2.53 and v2.0.64: groups/ is ignored except the two CLAUDE.md
+# files upstream tracks (and the running host changes: v1 agents write memory into them, v2's
+# start-up migration renames and deletes them), data/ store/ logs/ .env ignored.
+GITIGNORE = (
+    "node_modules/\ndist/\ndata/\nstore/\nlogs/\n.env\n"
+    "groups/*\n!groups/main/\n!groups/global/\ngroups/main/*\ngroups/global/*\n!groups/main/CLAUDE.md\n!groups/global/CLAUDE.md\n"
+)
+
+# FIXTURE of upstream's src/config.ts at each pin: the .env keys it reads (readEnvFile([...]); the
+# nanoclaw_checkout module reads them from here). Not compiled; the fixture host reads .env itself.
+CONFIG_TS = {
+    1: "// FIXTURE of NanoClaw v1.2.53 src/config.ts (its .env keys only); not NanoClaw.\n"
+    "const envConfig = readEnvFile([\n  'ASSISTANT_NAME',\n  'ASSISTANT_HAS_OWN_NUMBER',\n"
+    "  'ONECLI_URL',\n  'ONECLI_API_KEY',\n  'TZ',\n]);\n",
+    2: "// FIXTURE of NanoClaw v2.0.64 src/config.ts and src/providers/claude.ts (their .env keys only); not NanoClaw.\n"
+    "const envConfig = readEnvFile(['ASSISTANT_NAME', 'ASSISTANT_HAS_OWN_NUMBER', 'ONECLI_URL', 'ONECLI_API_KEY', 'TZ']);\n"
+    "const dotenv = readEnvFile(['ANTHROPIC_BASE_URL']);\n",
+}
 
 
-def _package(generation: int, version: str) -> dict:
+def _package(generation: int, version: str, package_manager: bool = True) -> dict:
     pkg: dict = {
         "name": "nanoclaw",
         "version": version,
@@ -159,7 +176,7 @@ def _package(generation: int, version: str) -> dict:
         "scripts": {"build": "node scripts/build.js", "start": "node dist/index.js"},
         "engines": {"node": ">=20"},
     }
-    if generation == 2:
+    if generation == 2 and package_manager:
         pkg["packageManager"] = f"pnpm@{PNPM_VERSION}"
     return pkg
 
@@ -178,13 +195,17 @@ def _lockfile(generation: int, version: str) -> tuple[str, str]:
     return "package-lock.json", json.dumps(lock, indent=2) + "\n"
 
 
-def _write_tree(work: Path, generation: int, version: str, broken: bool = False) -> None:
+def _write_tree(work: Path, generation: int, version: str, broken: bool = False, package_manager: bool = True) -> None:
     files = {
         "README.md": f"# FIXTURE (not NanoClaw)\n\nGeneration {generation} test fixture of nanoclaw.provision, version {version}.\n",
         ".gitignore": GITIGNORE,
-        "package.json": json.dumps(_package(generation, version), indent=2) + "\n",
+        "package.json": json.dumps(_package(generation, version, package_manager), indent=2) + "\n",
         "scripts/build.js": BROKEN_BUILD_SCRIPT if broken else BUILD_SCRIPT,
         "src/index.js": HOST_PROGRAM,
+        "src/config.ts": CONFIG_TS[generation],
+        # Tracked like upstream's (its groups/main/CLAUDE.md and groups/global/CLAUDE.md templates).
+        "groups/main/CLAUDE.md": f"# FIXTURE main group memory template ({version})\n",
+        "groups/global/CLAUDE.md": f"# FIXTURE global memory template ({version})\n",
         "container/Dockerfile": DOCKERFILE,
         "container/build.sh": BUILD_SH,
         "container/agent.sh": AGENT_SH,
@@ -230,6 +251,14 @@ def _make_repo(generation: int, versions: tuple[str, str]) -> dict:
         _write_tree(work, generation, versions[1], broken=True)
         _git(work, "commit", "-q", "-am", "fixture: a commit whose build fails", date="2026-01-09T00:00:00Z")
         broken = _git(work, "rev-parse", "HEAD")
+        # Bad input the role must refuse (naming the variable, keeping the previous build): a
+        # package.json major that is neither 1 nor 2, and a v2 without packageManager.
+        odd = {}
+        for branch, version, pm in (("unknown-major", "3.0.0", True), ("no-package-manager", f"{generation}.9.0", False)):
+            _git(work, "checkout", "-q", "-B", branch, "main")
+            _write_tree(work, generation, version, package_manager=pm)
+            _git(work, "commit", "-q", "-am", f"fixture: {branch}", date="2026-01-10T00:00:00Z")
+            odd[branch] = _git(work, "rev-parse", "HEAD")
         _git(work, "checkout", "-q", "main")
         if bare.exists():
             shutil.rmtree(bare)
@@ -243,6 +272,8 @@ def _make_repo(generation: int, versions: tuple[str, str]) -> dict:
         "first": commits[0],
         "second": commits[1],
         "broken": broken,
+        "unknown_major": odd["unknown-major"],
+        "no_package_manager": odd["no-package-manager"],
         "versions": list(versions),
         "path": str(bare),
         "archive": str(archive),
@@ -294,10 +325,16 @@ def gateway() -> str:
     raise HarnessError("podman's default network has no IPv4 gateway: cannot serve the fixture to the targets")
 
 
+def current() -> bool:
+    """Whether the repositories and tarball of this recipe are made already."""
+    stamp = ROOT / ".recipe"
+    return META.exists() and stamp.exists() and stamp.read_text() == sha256_of(Path(__file__))
+
+
 def build() -> dict:
     recipe = sha256_of(Path(__file__))
     stamp = ROOT / ".recipe"
-    if META.exists() and stamp.exists() and stamp.read_text() == recipe:
+    if current():
         meta = json.loads(META.read_text())
     else:
         ROOT.mkdir(parents=True, exist_ok=True)
@@ -312,7 +349,10 @@ def build() -> dict:
     meta["root"] = str(ROOT)
     meta["git_url"] = f"git://{addr}:{GIT_PORT}"
     meta["http_url"] = f"http://{addr}:{HTTP_PORT}"
-    META.write_text(json.dumps(meta, indent=2) + "\n")
+    # Replaced in one step: a molecule prepare may read it while the demo's set-up writes it.
+    partial = META.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(meta, indent=2) + "\n")
+    partial.replace(META)
     return meta
 
 

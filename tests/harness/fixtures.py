@@ -25,6 +25,7 @@ MODES = ["ok", "no-markers", "bad-json", "exit-1", "hang", "status-error", "seve
 BASE = "localhost/nanoclaw-fixture-base:debian12"
 AGENT = "localhost/nanoclaw-fixture-agent"
 TEST_USER = "nanoclaw-it"
+DOCKER0 = Path("/sys/class/net/docker0")
 SUBIDS = "300000-365535"
 DOCKER_SHIM = (
     '#!/bin/sh\n# docker -> podman, as the podman-docker package provides (nanoclaw.provision test user)\nexec /usr/bin/podman "$@"\n'
@@ -45,8 +46,14 @@ def ensure_dockerd() -> None:
     """A Docker engine for root: reuse one that answers, else start Debian's dockerd (stopped at the end of the run)."""
     require("dockerd", "apt-get install -y docker.io")
     if run(["docker", "info"], check=False, capture=True, quiet=True).returncode == 0:
-        log("a Docker engine already answers; using it")
-        return
+        if services.running("dockerd") and not DOCKER0.exists():
+            # Ours, and its bridge is gone: a dockerd with "bridge": "none" in this network namespace
+            # (the agent_image_docker targets) deletes docker0 when it starts. Restarted, ours makes it again.
+            log("the harness's dockerd lost its docker0 bridge; restarting it")
+            services.stop_daemon("dockerd")
+        else:
+            log("a Docker engine already answers; using it")
+            return
     services.start_daemon(
         "dockerd",
         ["dockerd", "--host=unix:///var/run/docker.sock", f"--pidfile={STATE / 'dockerd.pid'}"],
@@ -127,10 +134,11 @@ def build_args(mode: str, digest: str) -> list[str]:
     return ["--build-arg", f"MODE={mode}", "--build-arg", f"RECIPE={digest}", "--build-arg", f"BASE={BASE}"]
 
 
-def ensure_fixture_images(cli: list[str], tag: str) -> int:
-    """Build every fixture variant for one engine (``cli`` is its argv prefix). Returns images built."""
+def ensure_fixture_images(cli: list[str], tag: str, modes: tuple[str, ...] | None = None) -> int:
+    """Build fixture variants (every one by default) for one engine (``cli`` is its argv prefix). Returns images built."""
     digest = recipe()
-    if all(_label(cli, f"{AGENT}:{mode}", "nanoclaw.fixture.recipe") == digest for mode in MODES):
+    modes = tuple(modes or MODES)
+    if all(_label(cli, f"{AGENT}:{mode}", "nanoclaw.fixture.recipe") == digest for mode in modes):
         log(f"fixture images current for {tag} (recipe {digest})")
         return 0
     tarball = images.rootfs_tarball(images.TARGETS[0])
@@ -140,7 +148,7 @@ def ensure_fixture_images(cli: list[str], tag: str) -> int:
         context = Path(tmp) / "agent"
         shutil.copytree(FIXTURE_DIR, context)
         os.chmod(tmp, 0o755)
-        for mode in MODES:
+        for mode in modes:
             run(
                 # --no-cache: Podman 4.3's layer cache ignores build-argument values (every tag came out the same image).
                 [
@@ -156,7 +164,20 @@ def ensure_fixture_images(cli: list[str], tag: str) -> int:
                 ],
                 capture=True,
             )
-    return len(MODES)
+    return len(modes)
+
+
+def current() -> bool:
+    """Whether both engines hold every fixture image of the current recipe (nothing to build)."""
+    try:
+        entry = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        return False
+    if shutil.which("docker") is None or run(["docker", "info"], check=False, capture=True, quiet=True).returncode != 0:
+        return False
+    digest = recipe()
+    engines = (["docker"], user_cli(entry))
+    return all(_label(cli, f"{AGENT}:{mode}", "nanoclaw.fixture.recipe") == digest for cli in engines for mode in MODES)
 
 
 def prepare() -> dict[str, str]:

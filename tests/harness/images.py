@@ -7,6 +7,7 @@ the image label ``nanoclaw.recipe`` and the rootfs tarball is cached by hash.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -107,6 +108,10 @@ def _docker_label(image: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def rootfs_tarball_cached(target: TargetImage) -> bool:
+    return (CACHE / "images" / f"debian{target.version}-{target.recipe_hash()}.tar").exists()
+
+
 def rootfs_tarball(target: TargetImage) -> Path:
     """Build (or reuse) the rootfs tarball for ``target``."""
     digest = target.recipe_hash()
@@ -181,6 +186,13 @@ def ensure_docker_image(target: TargetImage) -> bool:
 
 
 def build_all(docker: bool = False) -> list[str]:
+    # The rootfs of the targets that need one, built at the same time: debootstrap waits on
+    # downloads and dpkg more than it computes, and every later stage waits for this one.
+    todo = [t for t in TARGETS if _podman_label(t.name) != t.recipe_hash() or (docker and _docker_label(t.name) != t.recipe_hash())]
+    if len(todo) > 1:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(todo)) as pool:
+            for future in [pool.submit(rootfs_tarball, t) for t in todo]:
+                future.result()
     built = []
     for target in TARGETS:
         if ensure_podman_image(target):

@@ -43,12 +43,17 @@ SERVER_CERT = ROOT / "server.crt"
 SERVER_KEY = ROOT / "server.key"
 HTPASSWD = ROOT / "htpasswd"
 PASSWORD_FILE = ROOT / "password"
-# Per checkout: worktrees may run their own registries on other ports at the same time.
-INFO_FILE = STATE / "registry-info.json"
 USERNAME = "nanoclaw-ci"
 HOST = "127.0.0.1"
-PUSH_PORT = int(os.environ.get("NANOCLAW_REGISTRY_PORT", "5443"))
+DEFAULT_PUSH_PORT = 5443
+PUSH_PORT = int(os.environ.get("NANOCLAW_REGISTRY_PORT", str(DEFAULT_PUSH_PORT)))
 MIRROR_PORT = int(os.environ.get("NANOCLAW_MIRROR_PORT", "5444"))
+# A push registry on another port is another daemon with its own storage and info file: `./run
+# test` gives each agent_image scenario one of its own (their verify stops and restarts it), so
+# they never stop the registry the demo targets pull from. The mirror is read-only: one for all.
+PUSH_NAME = "push" if PUSH_PORT == DEFAULT_PUSH_PORT else f"push-{PUSH_PORT}"
+# Per checkout: worktrees may run their own registries on other ports at the same time.
+INFO_FILE = STATE / ("registry-info.json" if PUSH_NAME == "push" else f"registry-info-{PUSH_NAME}.json")
 
 STANDIN_REPO = "library/node"
 STANDIN_TAG = "22-slim"
@@ -119,7 +124,7 @@ class Registry:
         return f"registry-{self.name}"
 
 
-PUSH = Registry("push", PUSH_PORT, auth=True)
+PUSH = Registry(PUSH_NAME, PUSH_PORT, auth=True)
 MIRROR = Registry("mirror", MIRROR_PORT, auth=False)
 
 
@@ -307,6 +312,19 @@ def standin_recipe() -> str:
     return sha256_of(*parts)[:16]
 
 
+def standin_current() -> bool:
+    """Whether the node:22-slim stand-in of the current recipe is built (the mirror is seeded from it)."""
+    if not images.rootfs_tarball_cached(images.TARGETS[0]):
+        return False
+    label = run(
+        ["podman", "image", "inspect", STANDIN_IMAGE, "--format", '{{ index .Labels "io.nanoclaw.provision.fixture.recipe" }}'],
+        check=False,
+        capture=True,
+        quiet=True,
+    )
+    return label.returncode == 0 and label.stdout.strip() == standin_recipe()
+
+
 def _mirror_recipe() -> str | None:
     """The fixture recipe of what the mirror holds as library/node:22-slim, or None."""
     accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
@@ -366,6 +384,30 @@ def seed_mirror() -> None:
         run(["podman", "push", "--cert-dir", certs, STANDIN_IMAGE, f"{MIRROR.address}/{STANDIN_REPO}:{STANDIN_TAG}"], capture=True)
     if _mirror_recipe() != recipe:
         raise HarnessError(f"the mirror at {MIRROR.address} does not show the pushed {STANDIN_REPO}:{STANDIN_TAG}")
+
+
+# ---------------------------------------------------------------- images for pull-only mode
+def push_by_digest(local: str, repository: str, tag: str, reg: Registry = PUSH) -> str:
+    """Push the root store's ``local`` image to ``reg`` as ``repository:tag``; return its manifest digest.
+
+    The reference ``<reg>/<repository>@<digest>`` is what the agent_image role's
+    pull-only mode (nanoclaw_agent_image_pull_ref) takes. Docker v2 schema 2, which
+    every engine of the targets reads.
+    """
+    with tempfile.TemporaryDirectory(prefix="nanoclaw-push-") as tmp:
+        certs = Path(tmp) / "certs"
+        certs.mkdir()
+        shutil.copy(CA_CERT, certs / "ca.crt")
+        auth = Path(tmp) / "auth.json"
+        token = base64.b64encode(f"{USERNAME}:{password()}".encode()).decode()
+        auth.write_text(json.dumps({"auths": {reg.address: {"auth": token}}}))
+        auth.chmod(0o600)
+        digestfile = Path(tmp) / "digest"
+        argv = ["podman", "push", "--format", "v2s2", "--cert-dir", str(certs), "--digestfile", str(digestfile)]
+        if reg.auth:
+            argv += ["--authfile", str(auth)]
+        run([*argv, local, f"{reg.address}/{repository}:{tag}"], capture=True)
+        return digestfile.read_text().strip()
 
 
 # ---------------------------------------------------------------- entry point

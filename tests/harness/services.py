@@ -16,7 +16,17 @@ _STARTED: list[str] = []
 
 
 def remove_container(name: str) -> None:
-    run(["podman", "rm", "-f", "-t", "0", name], check=False, capture=True, quiet=True)
+    # -v: with its anonymous volumes (a demo target's engine store, see ensure_demo_target).
+    run(["podman", "rm", "-f", "-v", "-t", "0", name], check=False, capture=True, quiet=True)
+
+
+def remove_engine_volumes(scenario: str) -> None:
+    """The named volumes a scenario's targets keep an engine's store on (``SCENARIO-*-engine``, see
+    molecule/agent_image_docker/molecule.yml): every run starts from an empty store."""
+    proc = run(["podman", "volume", "ls", "--format", "{{.Name}}"], check=False, capture=True, quiet=True)
+    for name in proc.stdout.split():
+        if name.startswith(f"{scenario}-") and name.endswith("-engine"):
+            run(["podman", "volume", "rm", "-f", name], check=False, capture=True, quiet=True)
 
 
 def sweep_stale(scenarios: list[str]) -> None:
@@ -31,6 +41,8 @@ def sweep_stale(scenarios: list[str]) -> None:
         if any(name.startswith(f"{scenario}-") for scenario in scenarios):
             log(f"removing stale molecule container {name}")
             remove_container(name)
+    if "preflight" not in scenarios:
+        return  # the test doubles below belong to the preflight scenario's verify (it may be running now)
     proc = run(["podman", "ps", "-a", "--format", "{{.Names}}"], check=False, capture=True, quiet=True)
     for name in proc.stdout.split():
         if name.startswith("nanoclaw-preflight-nosystemd-"):
@@ -39,10 +51,12 @@ def sweep_stale(scenarios: list[str]) -> None:
 
 # Bumped when the way the demo target is started changes: a running target of
 # another recipe is replaced (its data is disposable by design).
-DEMO_RECIPE = "3-debian13-host-network"
+DEMO_RECIPE = "5-debian13-host-network-engine-volume"
 
 
-def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=demo", host_network: bool = True) -> bool:
+def ensure_demo_target(
+    name: str, image: str, label: str = "nanoclaw.provision=demo", host_network: bool = True, engine_stores: tuple[str, ...] = ()
+) -> bool:
     """Start (or keep) a disposable target host: a systemd container of the target image.
     Returns True when it was started now, False when a running one was kept.
 
@@ -50,6 +64,11 @@ def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=d
     targets do) so it reaches the harness's loopback registries under the address their
     certificate names; rootless Podman inside it creates no interfaces or firewall rules
     there. The EE target (sshd) keeps its own network (``host_network=False``).
+
+    ``engine_stores`` (e.g. /var/lib/docker) get an anonymous volume each, on this machine's own
+    filesystem, as an engine's store is on a real host: on the target's overlay root dockerd finds
+    no usable overlay2 and falls back to vfs, which copies the whole image for every container
+    (33 s for one `docker run --rm IMAGE true` at load 10). The volumes go with the target.
     """
     recipe = f"{DEMO_RECIPE}-{'host' if host_network else 'bridge'}"
     state = run(
@@ -73,6 +92,7 @@ def ensure_demo_target(name: str, image: str, label: str = "nanoclaw.provision=d
             name,
             "--privileged",
             *(["--network", "host"] if host_network else []),
+            *(arg for store in engine_stores for arg in ("--volume", store)),
             "--systemd=always",
             "--label",
             label,
@@ -173,6 +193,18 @@ def stop_started() -> None:
     """Stop the daemons this run started."""
     while _STARTED:
         stop_daemon(_STARTED.pop())
+
+
+def alive() -> set[str]:
+    """The daemons of this checkout (pidfiles) that are running now."""
+    return {p.stem for p in PIDFILES.glob("*.pid")} if PIDFILES.exists() else set()
+
+
+def stop_new(before: set[str]) -> None:
+    """Stop the daemons of this checkout that were not running at ``before`` (``alive()`` then):
+    what a run started, in whichever of its processes (a stage's lane, a molecule prepare)."""
+    for name in sorted(alive() - before):
+        stop_daemon(name)
 
 
 def stop_all() -> None:

@@ -25,6 +25,11 @@ def venv_bin() -> Path:
     return venv_dir() / "bin"
 
 
+def venv_current() -> bool:
+    """Whether the venv of the pinned requirements exists complete (nothing to install)."""
+    return (venv_dir() / ".nanoclaw-complete").exists()
+
+
 def ensure_venv() -> Path:
     """Create the venv for the pinned requirements unless it exists complete."""
     venv = venv_dir()

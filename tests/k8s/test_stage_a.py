@@ -69,7 +69,16 @@ def _assert_nothing_created(cluster, namespace: str = NS) -> None:
         ({"nanoclaw_kubernetes_workspace_size": "10 gigs"}, "malformed size 10 gigs (nanoclaw_kubernetes_workspace_size)"),
         ({"nanoclaw_kubernetes_agent_cpu": "two"}, "malformed CPU amount two (nanoclaw_kubernetes_agent_cpu)"),
         ({"nanoclaw_kubernetes_access_mode": "ReadWriteSometimes"}, "nanoclaw_kubernetes_access_mode"),
-        ({"nanoclaw_kubernetes_egress_cidrs": ["10.0.0.0"]}, 'malformed CIDR(s) ["10.0.0.0"] in nanoclaw_kubernetes_egress_cidrs'),
+        ({"nanoclaw_kubernetes_egress_cidrs": ["10.0.0.0"]}, 'malformed CIDR "10.0.0.0" in nanoclaw_kubernetes_egress_cidrs'),
+        ({"nanoclaw_kubernetes_egress_cidrs": ["999.1.1.1/99"]}, 'malformed CIDR "999.1.1.1/99" in nanoclaw_kubernetes_egress_cidrs'),
+        (
+            {"nanoclaw_kubernetes_egress_cidrs": ["0.0.0.0/0"], "nanoclaw_kubernetes_egress_except": []},
+            "0.0.0.0/0 in nanoclaw_kubernetes_egress_cidrs includes the cloud metadata address 169.254.169.254",
+        ),
+        ({"nanoclaw_kubernetes_workspace_size": "0"}, "size 0 (nanoclaw_kubernetes_workspace_size)"),
+        ({"nanoclaw_kubernetes_agent_cpu": "0m"}, "CPU amount 0 (nanoclaw_kubernetes_agent_cpu)"),
+        ({"nanoclaw_kubernetes_namespace": "kube-system"}, "nanoclaw_kubernetes_namespace kube-system is a namespace of Kubernetes itself"),
+        ({"nanoclaw_kubernetes_namespace": "default"}, "nanoclaw_kubernetes_namespace default is a namespace of Kubernetes itself"),
         (
             {"nanoclaw_kubernetes_existing_secret": "creds"},
             "set either nanoclaw_kubernetes_secret_data or nanoclaw_kubernetes_existing_secret",
@@ -79,7 +88,22 @@ def _assert_nothing_created(cluster, namespace: str = NS) -> None:
             "the kubeconfig /nonexistent/kubeconfig (nanoclaw_kubernetes_kubeconfig) does not exist",
         ),
     ],
-    ids=["namespace", "group", "size", "cpu", "access-mode", "cidr", "secret-both", "kubeconfig-missing"],
+    ids=[
+        "namespace",
+        "group",
+        "size",
+        "cpu",
+        "access-mode",
+        "cidr",
+        "cidr-out-of-range",
+        "metadata-egress",
+        "size-zero",
+        "cpu-zero",
+        "kube-system",
+        "default",
+        "secret-both",
+        "kubeconfig-missing",
+    ],
 )
 def test_bad_input_fails_naming_the_variable_and_creates_nothing(cluster, render_dir, overrides, expected):
     result = cluster.run_role(_vars(render_dir, **overrides))
@@ -412,6 +436,55 @@ def test_purge_deletes_claims_volumes_and_namespace(cluster, render_dir):
     assert not result.failed, result.out[-3000:]
     assert not cluster.exists("namespace", NS)
     assert cluster.get("pv", "-l", f"nanoclaw.dev/namespace={NS}")["items"] == []
+
+
+# ------------------------------------------------------------------ namespaces and Secrets of others (issue 16.4)
+def test_a_namespace_somebody_else_made_is_refused_untouched(cluster, tmp_path):
+    ns = "nc-foreign"
+    cluster.kubectl("create", "namespace", ns)
+    try:
+        before = cluster.get("namespace", ns)["metadata"]
+        result = cluster.run_role(_vars(tmp_path, nanoclaw_kubernetes_namespace=ns, nanoclaw_kubernetes_static_pvs=False))
+        assert result.failed
+        message = f"the namespace {ns} (nanoclaw_kubernetes_namespace) exists and was not created by this role"
+        assert message in result.text, result.out[-3000:]
+        after = cluster.get("namespace", ns)["metadata"]
+        assert after.get("labels") == before.get("labels")
+        assert cluster.get("networkpolicy", "-n", ns)["items"] == []
+        purge = cluster.run_role(
+            _vars(tmp_path, nanoclaw_kubernetes_namespace=ns, nanoclaw_kubernetes_state="absent", nanoclaw_kubernetes_purge_data=True)
+        )
+        assert purge.failed
+        assert cluster.exists("namespace", ns), "purge deleted a namespace the role did not create"
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_a_handed_over_namespace_and_an_external_secret_survive_purge(cluster, tmp_path):
+    """The example inventory's external Secret is named nanoclaw-credentials, as the role's own would be."""
+    ns = "nc-handed"
+    cluster.kubectl("create", "namespace", ns)
+    cluster.kubectl("label", "namespace", ns, "app.kubernetes.io/managed-by=nanoclaw-provision")
+    cluster.kubectl("create", "secret", "generic", "nanoclaw-credentials", "-n", ns, "--from-literal=ANTHROPIC_API_KEY=external")
+    try:
+        overrides = {
+            "nanoclaw_kubernetes_namespace": ns,
+            "nanoclaw_kubernetes_static_pvs": False,
+            "nanoclaw_kubernetes_wait_for_bound": False,
+            "nanoclaw_kubernetes_secret_data": {},
+            "nanoclaw_kubernetes_existing_secret": "nanoclaw-credentials",
+        }
+        result = cluster.run_role(_vars(tmp_path, **overrides))
+        assert not result.failed, result.out[-3000:]
+        purge = cluster.run_role(_vars(tmp_path, **overrides, nanoclaw_kubernetes_state="absent", nanoclaw_kubernetes_purge_data=True))
+        assert not purge.failed, purge.out[-3000:]
+        assert f"kept the namespace {ns}: it was handed to the role, not created by it" in purge.text
+        assert cluster.exists("namespace", ns)
+        secret = cluster.get("secret", "nanoclaw-credentials", "-n", ns)
+        assert base64.b64decode(secret["data"]["ANTHROPIC_API_KEY"]).decode() == "external"
+        assert not cluster.exists("deployment", "nanoclaw-controller", "-n", ns)
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def test_server_is_the_pinned_release(cluster):

@@ -54,6 +54,9 @@ def converged(cluster, volumes) -> Path:
 
 
 def _smoke(cluster, **args) -> dict:
+    # A v1 agent waits for input/_close after its result (as the real runner does); without
+    # ipc_path the Job mode cannot write it, so the FIXTURE ends right after its result.
+    args.setdefault("env", {"NANOCLAW_FIXTURE_IPC_WAIT": "0"})
     return {
         "engine": "kubernetes",
         "image": f"{AGENT}:ok",

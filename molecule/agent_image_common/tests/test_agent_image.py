@@ -142,20 +142,17 @@ def test_pull_back_by_digest_into_a_clean_store(target, tmp_path):
         shutil.rmtree(runroot, ignore_errors=True)
 
 
-def test_the_credentials_file_is_the_pushers_own_and_0600(target):
+def test_the_registry_credentials_are_gone_after_the_push(target):
+    """Issue 16.9: after pushing, the host keeps no registry credentials (nanoclaw_agent_image_registry_keep_credentials)."""
     if ENGINE == "podman":
-        f = target.host.file(f"/home/{USER}/.config/nanoclaw-agent-image/auth.json")
-        assert f.user == USER
-        assert f.mode == 0o600
+        assert not target.host.file(f"/home/{USER}/.config/nanoclaw-agent-image/auth.json").exists
         assert target.host.file(f"/home/{USER}/.config/nanoclaw-agent-image").mode == 0o700
     else:
-        # docker_login stores them for root, who pushes through the daemon.
+        # docker_login stored them for root, who pushes through the daemon; logged out again.
         f = target.host.file("/root/.docker/config.json")
-        assert f.user == "root"
-        assert f.mode == 0o600
+        auths = json.loads(f.content_string).get("auths", {}) if f.exists else {}
+        assert PUSH.address not in auths, auths
         assert not target.host.file(f"/home/{USER}/.docker/config.json").exists
-    stored = json.loads(f.content_string)["auths"][PUSH.address]["auth"]
-    assert base64.b64decode(stored).decode() == f"{INFO['push']['username']}:{PASSWORD}"
 
 
 # ---------------------------------------------------------------- a no-change rerun
@@ -284,7 +281,8 @@ def test_a_new_commit_rebuilds_once_and_pushes_both_tags_once_the_registry_is_up
     assert f"built; pushed {new['commit'][:12]}, latest" in out
     # The engine's own build and push tasks (rootless Podman: "... as <user>"; Docker: "... with Docker").
     verb = "as" if ENGINE == "podman" else "with Docker"
-    assert task_results(up, target.name, f"Build the image {verb}") == ["changed"]
+    # Docker has one build task per builder (classic, buildx, the CLI's BuildKit): one of them ran.
+    assert [s for s in task_results(up, target.name, f"Build the image {verb}") if s != "skipping"] == ["changed"]
     assert task_results(up, target.name, f"Push the image {verb}") == ["changed", "changed"]
     assert new["commit"] != old["commit"]
     assert new["id"] != old["id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -42,8 +43,14 @@ def container_of(host) -> str:
     return host.backend.name
 
 
-def targets() -> list[str]:
-    return [f"{SCENARIO}-debian12", f"{SCENARIO}-debian13"]
+@functools.cache
+def targets() -> tuple[str, ...]:
+    """The scenario's running targets (nanoclaw_podman: Debian 12 and 13; nanoclaw_docker: Debian 12),
+    listed once: they stay up for the whole verify, whose tests ask for them many times."""
+    out = subprocess.run(
+        ["podman", "ps", "--filter", f"name=^{SCENARIO}-debian", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+    ).stdout
+    return tuple(sorted(out.split()))
 
 
 def run_role(extra_vars: dict | None = None, check: bool = False, only: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -19,8 +19,8 @@ from conftest import AGENT, DOCKER, PODMAN, by_name, device_mode, host_cgroup_ve
 
 IMAGE = f"{AGENT}:ok"
 COMMON = {"info", "run_rm_name", "bind_mount", "bind_mount_ro", "env", "user_home", "add_host_gateway"}
-V1_PATTERNS = COMMON | {"run_stdin", "ps_filter_name"}
-V2_PATTERNS = COMMON | {"ps_filter_label", "entrypoint"}
+V1_PATTERNS = COMMON | {"run_stdin", "ps_filter_name", "mount_dev_null_file", "mount_nested_rw"}
+V2_PATTERNS = COMMON | {"ps_filter_label", "entrypoint", "entrypoint_exec_bun", "mount_file_ro", "build_file"}
 PATTERNS = V1_PATTERNS | V2_PATTERNS | {"stop", "build"}
 ENVIRONMENT = {
     "memory_limit",
@@ -34,6 +34,7 @@ ENVIRONMENT = {
     "subuid_subgid",
     "docker_host",
     "rlimits",
+    "build_buildkit",
 }
 
 pytestmark = pytest.mark.usefixtures("engines_ready")
@@ -69,9 +70,21 @@ def test_rootful_docker_passes_and_enforces_limits(tmp_path):
     for name in ("memory_limit", "cpu_limit", "pids_limit", "hardening_flags", "bind_mount_ownership", "rlimits", "docker_host"):
         assert checks[name]["passed"], checks[name]
     assert "host.docker.internal resolves to" in checks["add_host_gateway"]["detail"]
-    # Docker has no keep-id: reported, not required, not failing the module.
+    # The real hosts' mount patterns: /dev/null over .env, store/ read-write under the read-only project,
+    # container.json as a read-only single file, `bash -c 'exec bun ...'` as PID 1, build -f.
+    assert "the agent reads nothing and cannot change the host's file" in checks["mount_dev_null_file"]["detail"]
+    assert "the project itself stays read-only" in checks["mount_nested_rw"]["detail"]
+    assert "container.json read-only as a single file" in checks["mount_file_ro"]["detail"]
+    assert "hands PID 1 to the program; bun is /usr/local/bin/bun" in checks["entrypoint_exec_bun"]["detail"]
+    assert "with -f" in checks["build_file"]["detail"]
+    # Docker has no keep-id: reported, not required, not failing the module. BuildKit: whether this
+    # machine's docker CLI builds `RUN --mount` depends on its buildx plugin; informational either way.
     assert checks["userns_keep_id"]["passed"] is False
-    assert result["summary"]["failed"] == ["userns_keep_id"]
+    buildkit = checks["build_buildkit"]
+    assert buildkit["required"] is False
+    if not buildkit["passed"]:
+        assert "classic builder" in buildkit["detail"] or "buildx" in buildkit["detail"], buildkit["detail"]
+    assert sorted(result["summary"]["failed"]) == sorted(["userns_keep_id"] + ([] if buildkit["passed"] else ["build_buildkit"]))
     # Nothing left behind.
     assert DOCKER.names("name=nanoclaw-compat-") == []
     assert "nanoclaw-compat-" not in DOCKER.cli("images", "--format", "{{.Repository}}").stdout
@@ -148,6 +161,10 @@ def test_rootless_podman_reports_what_it_does_not_do(tmp_path):
     assert checks["dev_net_tun"]["passed"] is True
     assert checks["subuid_subgid"]["passed"] is True
     assert checks["hardening_flags"]["passed"] is True
+    # Buildah builds RUN --mount=type=cache (no BuildKit needed); the mount patterns hold rootless too.
+    assert checks["build_buildkit"]["passed"] is True, checks["build_buildkit"]["detail"]
+    for name in ("mount_dev_null_file", "mount_nested_rw", "mount_file_ro", "entrypoint_exec_bun", "build_file"):
+        assert checks[name]["passed"] is True, checks[name]
     assert PODMAN.names("name=nanoclaw-compat-") == []
 
 

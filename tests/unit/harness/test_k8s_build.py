@@ -54,3 +54,15 @@ def test_a_go_mod_without_staging_is_refused():
 def test_a_malformed_version_is_refused(bad):
     with pytest.raises(HarnessError, match="NANOCLAW_K8S_VERSION"):
         _staging_version(bad)
+
+
+def test_the_build_skips_dwarf_by_default_and_keeps_go_defaults_when_asked(tmp_path):
+    """The linker strips the binaries (-s -w): the compiler's DWARF would be thrown away anyway."""
+    from tests.harness.k8s_build import GCFLAGS, build_argv
+
+    argv = build_argv("2", "-X a=b", tmp_path, ["kubectl", "kubelet"])
+    assert GCFLAGS == "all=-dwarf=false"
+    assert argv[argv.index("-gcflags") + 1] == "all=-dwarf=false"
+    assert argv[argv.index("-ldflags") + 1] == "-s -w -X a=b"
+    assert argv[-2:] == ["k8s.io/kubernetes/cmd/kubectl", "k8s.io/kubernetes/cmd/kubelet"]
+    assert "-gcflags" not in build_argv("2", "", tmp_path, ["kubectl"], gcflags="")

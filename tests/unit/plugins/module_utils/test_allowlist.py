@@ -63,6 +63,9 @@ def test_expand_home():
         ("a/../b", "'..'"),
         ("..", "'..'"),
         ("a:b", "':'"),
+        # anywhere, not only as a component: upstream's check is includes('..') (src/mount-security.ts)
+        ("a..b", "'..'"),
+        ("x/..hidden", "'..'"),
     ],
 )
 def test_bad_container_paths_are_refused(container_path, message):
@@ -70,7 +73,7 @@ def test_bad_container_paths_are_refused(container_path, message):
         check_container_path(container_path, "mounts[0].container_path")
 
 
-@pytest.mark.parametrize("container_path", ["work", "a/b", "a..b", "x/.hidden"])
+@pytest.mark.parametrize("container_path", ["work", "a/b", "a.b", "x/.hidden"])
 def test_good_container_paths_pass(container_path):
     check_container_path(container_path, "label")
 
@@ -159,3 +162,54 @@ def test_mount_prefix_is_not_confused_with_a_sibling(tmp_path):
     doc = build_document([{"realpath": str(tmp_path / "root"), "allow_read_write": True}], [], True)
     with pytest.raises(AllowlistError, match="under no allowed root"):
         check_mount({"host_path": str(tmp_path / "rootkit"), "container_path": "k"}, 0, doc, str(tmp_path), PATTERNS)
+
+
+# ------------------------------------------------------------------ roots that defeat the allowlist
+def _home(tmp_path):
+    home = tmp_path / "home" / "u"
+    for sub in ("projects", ".config/systemd/user", "nanoclaw/src", "nanoclaw-data"):
+        (home / sub).mkdir(parents=True)
+    return home
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("/", "is or contains the home"),
+        ("~", "is or contains the home"),
+        ("~/", "is or contains the home"),
+        ("{tmp}/home", "is or contains the home"),
+        ("~/.config", "overlaps .*/home/u/.config"),
+        ("~/.config/systemd", "overlaps .*/home/u/.config"),
+        ("~/nanoclaw", "overlaps .*/home/u/nanoclaw, the NanoClaw project root"),
+        ("~/nanoclaw/src", "overlaps .*/home/u/nanoclaw, the NanoClaw project root"),
+        ("~/link-to-home", r"\(it resolves to .*/home/u'\) is or contains the home"),
+    ],
+)
+def test_roots_that_are_or_contain_home_project_or_config_are_refused(tmp_path, root, message):
+    home = _home(tmp_path)
+    (home / "link-to-home").symlink_to(home)
+    entry = {"path": root.replace("{tmp}", str(tmp_path)), "allow_read_write": True}
+    with pytest.raises(AllowlistError, match=r"allowed_roots\[0\]\.path: .*" + message):
+        resolve_root(entry, 0, str(home), PATTERNS, project_root=str(home / "nanoclaw"))
+
+
+@pytest.mark.parametrize("root", ["~/projects", "~/nanoclaw-data"])
+def test_roots_inside_the_home_beside_project_and_config_pass(tmp_path, root):
+    home = _home(tmp_path)
+    real, exists = resolve_root({"path": root}, 0, str(home), PATTERNS, project_root=str(home / "nanoclaw"))
+    assert (real, exists) == (str(home / root[2:]), True)
+
+
+def test_colon_in_host_paths_is_refused(tmp_path):
+    home = _home(tmp_path)
+    (home / "a:b").mkdir()
+    with pytest.raises(AllowlistError, match=r"allowed_roots\[0\]\.path: .*must not contain ':'"):
+        resolve_root({"path": "~/a:b"}, 0, str(home), PATTERNS)
+    # ... also when only the symlink's target has one
+    (home / "plain").symlink_to(home / "a:b")
+    with pytest.raises(AllowlistError, match="must not contain ':'"):
+        resolve_root({"path": "~/plain"}, 0, str(home), PATTERNS)
+    doc = build_document([{"realpath": str(home), "allow_read_write": True}], [], True)
+    with pytest.raises(AllowlistError, match=r"mounts\[0\]\.host_path: .*must not contain ':'"):
+        check_mount({"host_path": "~/a:b", "container_path": "x"}, 0, doc, str(home), PATTERNS)

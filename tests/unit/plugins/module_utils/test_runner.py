@@ -59,3 +59,39 @@ def test_runs_as_another_user():
     nobody = pwd.getpwnam("nobody")
     done = Runner(resolve_account("nobody"), "id").run(["-u"], timeout=10)
     assert done.stdout.strip() == str(nobody.pw_uid)
+
+
+def test_a_deadline_hook_ends_the_command_early():
+    import time
+
+    from ansible_collections.nanoclaw.provision.plugins.module_utils._runner import Runner as R
+
+    soon = time.monotonic() + 0.5
+    started = time.monotonic()
+    done = R(current_account(), "sleep").run(["30"], timeout=60, deadline=lambda: soon)
+    assert done.timed_out
+    assert time.monotonic() - started < 10
+
+
+def test_unit_environment_reads_systemd_quoting(tmp_path):
+    from ansible_collections.nanoclaw.provision.plugins.module_utils._runner import unit_environment
+
+    unit = tmp_path / "nanoclaw.service"
+    unit.write_text(
+        "[Unit]\n"
+        'Environment="NOT_IN_SERVICE=1"\n'
+        "[Service]\n"
+        "# a comment\n"
+        'Environment="PATH=/usr/local/libexec/nanoclaw-provision/abcd1234:/usr/bin:/bin"\n'
+        'Environment="QUOTED=a \\"b\\" c" PLAIN=x\n'
+        'Environment="PERCENT=100%%"\n'
+        "Environment=PLAIN=y\n"
+        "ExecStart=/usr/bin/node dist/index.js\n"
+    )
+    env = unit_environment(str(unit))
+    assert env == {
+        "PATH": "/usr/local/libexec/nanoclaw-provision/abcd1234:/usr/bin:/bin",
+        "QUOTED": 'a "b" c',
+        "PLAIN": "y",
+        "PERCENT": "100%",
+    }

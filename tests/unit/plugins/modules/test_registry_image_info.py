@@ -133,3 +133,80 @@ def test_missing_credentials_are_reported(server, monkeypatch):
 def test_unreachable_registry_is_named():
     with pytest.raises(mod.RegistryError, match=r"cannot reach registry 127\.0\.0\.1:9"):
         client("127.0.0.1:9").get("/v2/", None)
+
+
+# ------------------------------------------------------------------ redirects
+class Recorder(BaseHTTPRequestHandler):
+    """The redirect target: records the Authorization header each request brought."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).seen.append(self.headers.get("Authorization"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        self.send_header("Content-Length", str(len(MANIFEST)))
+        self.end_headers()
+        self.wfile.write(MANIFEST)
+
+
+class Redirector(Handler):
+    """The registry: basic auth, then a redirect of the manifest to ``target`` (host:port of the Recorder)."""
+
+    target = ""
+
+    def do_GET(self):
+        basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        if self.headers.get("Authorization") != basic:
+            return self._send(401, headers={"WWW-Authenticate": 'Basic realm="test"'})
+        if self.path == "/v2/ns/app/manifests/same-host":
+            # a redirect within the registry keeps the credentials: the registry itself checks them
+            return self._send(307, headers={"Location": "/v2/ns/app/manifests/present"})
+        if self.path == "/v2/ns/app/manifests/present":
+            return self._send(200, MANIFEST, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        return self._send(307, headers={"Location": f"http://{self.target}/blob-store{self.path}"})
+
+
+def _serve(handler):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_authorization_is_not_sent_to_another_host_on_redirect(monkeypatch):
+    recorder = _serve(Recorder)
+    registry = _serve(Redirector)
+    try:
+        monkeypatch.setattr(Recorder, "seen", [])
+        # 127.0.0.1 redirects to localhost: another host name, as a registry redirecting to a CDN
+        monkeypatch.setattr(Redirector, "target", f"localhost:{recorder.server_address[1]}")
+        reg = client(f"127.0.0.1:{registry.server_address[1]}")
+        result = reg.manifest("ns/app", "elsewhere")
+        assert result["present"] is True
+        assert result["config_digest"] == CONFIG_DIGEST
+        assert Recorder.seen == [None], "the registry's credentials went to another host"
+        # ... while a redirect on the same host keeps them (the registry asks for them again)
+        assert reg.manifest("ns/app", "same-host")["present"] is True
+    finally:
+        for httpd in (recorder, registry):
+            httpd.shutdown()
+            httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "keeps"),
+    [
+        ("https://reg.example/v2/x", "https://reg.example/v2/y", True),
+        ("https://reg.example/v2/x", "https://cdn.reg.example/blob", True),  # subdomain, as Go
+        ("https://reg.example/v2/x", "https://evil.example/blob", False),
+        ("https://reg.example/v2/x", "https://reg.example.evil/blob", False),
+        ("https://reg.example/v2/x", "http://reg.example/v2/y", False),  # downgrade to clear text
+        ("http://127.0.0.1:5000/v2/x", "http://127.0.0.1:5001/v2/y", True),  # same host, as Go
+        ("http://127.0.0.1:5000/v2/x", "http://localhost:5000/v2/y", False),
+    ],
+)
+def test_which_redirects_keep_the_credentials(source, target, keeps):
+    assert mod.keeps_credentials(source, target) is keeps

@@ -1,0 +1,18 @@
+"""Fixtures of the podman role's verify tests (molecule/shared/runtime_tests.py, shared with the other runtime).
+
+These tests run in the nanoclaw_podman scenario next to ../../nanoclaw_common/tests, whose tests import
+their helpers from that directory's conftest: this directory is a package (podman_tests.conftest) and
+its tests import their helpers from runtime_tests, never from conftest.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+
+# Importing the fixtures here is what makes pytest see them (for the tests of this directory only).
+from runtime_tests import node, smoke_image
+
+__all__ = ["node", "smoke_image"]
