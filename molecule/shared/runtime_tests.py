@@ -61,7 +61,7 @@ def run_play(container: str, playbook: Path, extra_vars: dict, check: bool = Fal
         "-i",
         f"{container},",
         "-c",
-        "containers.podman.podman",
+        "podman",  # pipelined under the harness (tests/harness/ansible_plugins)
         "-e",
         "ansible_python_interpreter=/usr/bin/python3",
         "-e",

@@ -73,6 +73,9 @@ def tool_env() -> dict[str, str]:
         "VIRTUAL_ENV": str(venv),
         "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        # The connection `podman` with pipelining (ansible_plugins/connection/podman.py says why).
+        "ANSIBLE_CONNECTION_PLUGINS": str(REPO / "tests" / "harness" / "ansible_plugins" / "connection"),
+        "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
         "PY_COLORS": "0",

@@ -47,7 +47,7 @@ def converge(targets: list[str] | str, extra_vars: dict | None = None, check: bo
         "-i",
         ",".join(names) + ",",
         "-c",
-        "containers.podman.podman",
+        "podman",  # pipelined under the harness (tests/harness/ansible_plugins)
         "-e",
         "ansible_python_interpreter=/usr/bin/python3",
         "-e",

@@ -53,12 +53,39 @@ def targets() -> tuple[str, ...]:
     return tuple(sorted(out.split()))
 
 
+def logic_target() -> str:
+    """The one target that proves the role's own logic (input validation, refusals, failed builds):
+    nanoclaw_podman's v2 target. That logic runs before or beside the engine and does not depend on
+    it, so running it on every target of every scenario would only repeat it."""
+    names = targets()
+    return next((n for n in names if generation(n) == "v2"), names[0])
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "role_logic: the role's engine-independent logic (bad input, refusals, failed builds); run by"
+        " nanoclaw_podman on one target, deselected in nanoclaw_docker",
+    )
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """nanoclaw_docker deselects the role_logic tests: nanoclaw_podman proves them, and they do not
+    touch the engine (issue 15: merge what repeats). They are reported as deselected, not skipped."""
+    if ENGINE != "docker":
+        return
+    drop = [item for item in items if item.get_closest_marker("role_logic")]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if item not in drop]
+
+
 def run_role(extra_vars: dict | None = None, check: bool = False, only: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run play_nanoclaw.yml on both molecule targets at once (or ``only`` one), -e ``extra_vars``."""
     names = [only] if only else targets()
     inventory = {
         "all": {
-            "vars": {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"},
+            "vars": {"ansible_connection": "podman", "ansible_python_interpreter": "/usr/bin/python3"},
             "children": {name.rsplit("-", 1)[1]: {"hosts": {name: {}}} for name in names},
         }
     }
@@ -85,7 +112,7 @@ def run_module(target: str, module: str, args: dict) -> dict:
         "-i",
         f"{target},",
         "-c",
-        "containers.podman.podman",
+        "podman",  # pipelined under the harness (tests/harness/ansible_plugins)
         "-e",
         "ansible_python_interpreter=/usr/bin/python3",
         "-m",

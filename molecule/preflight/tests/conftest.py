@@ -23,7 +23,7 @@ def run_preflight(container: str, extra_vars: dict, check: bool = False) -> subp
         "-i",
         f"{container},",
         "-c",
-        "containers.podman.podman",
+        "podman",  # pipelined under the harness (tests/harness/ansible_plugins)
         "-e",
         "ansible_python_interpreter=/usr/bin/python3",
         "-e",
