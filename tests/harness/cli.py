@@ -562,14 +562,13 @@ BENCH = ((K8S_CLUSTER, EXCLUSIVE), *DEMO, (DOCKER0, EXCLUSIVE))
 # else the figures of docs/TESTING.md and docs/KUBERNETES.md). They only order the stages (longest
 # path first) and feed `./run --plan`'s projection; nothing waits for them.
 MOLECULE_ESTIMATES = {
-    # With the podman/docker role's check, idempotence and verify tests merged in (issue 15): +800 s
-    # and +650 s measured on 2026-12-02 (load ~10, both scenarios at once).
-    "nanoclaw_podman": 2700,
-    # One target each since 2026-12-02 (was Debian 12 and 13): about half of a two-target run.
-    "nanoclaw_docker": 1300,
+    # Pipelined podman connection and the role's engine-independent logic on one target (2026-12-02
+    # 13:33, both nanoclaw scenarios at once, warm images): 754 s and 431 s (were 2700 and 1300).
+    "nanoclaw_podman": 900,
+    "nanoclaw_docker": 500,
     "agent_image_docker": 800,
     "agent_image_podman": 2100,  # 2090 s in the cold run of 2026-12-02 09:41 (next to three lanes)
-    "preflight": 300,
+    "preflight": 120,  # 60 s pipelined, alone (was 300)
 }
 # Each agent_image scenario pushes to a registry of its own (its verify stops and restarts it): this
 # port's offset from NANOCLAW_REGISTRY_PORT (the demo targets' registry).
