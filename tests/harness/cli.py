@@ -562,13 +562,13 @@ BENCH = ((K8S_CLUSTER, EXCLUSIVE), *DEMO, (DOCKER0, EXCLUSIVE))
 # else the figures of docs/TESTING.md and docs/KUBERNETES.md). They only order the stages (longest
 # path first) and feed `./run --plan`'s projection; nothing waits for them.
 MOLECULE_ESTIMATES = {
-    # Pipelined podman connection and the role's engine-independent logic on one target (2026-12-02
-    # 13:33, both nanoclaw scenarios at once, warm images): 754 s and 431 s (were 2700 and 1300).
-    "nanoclaw_podman": 900,
-    "nanoclaw_docker": 500,
-    "agent_image_docker": 800,
-    "agent_image_podman": 2100,  # 2090 s in the cold run of 2026-12-02 09:41 (next to three lanes)
-    "preflight": 120,  # 60 s pipelined, alone (was 300)
+    # The cold run of 2026-12-02 13:33 (four lanes, pipelined podman connection, the role's
+    # engine-independent logic on one nanoclaw_podman target): 1697, 773, 1206, 668 and 126 s.
+    "nanoclaw_podman": 1700,
+    "nanoclaw_docker": 780,
+    "agent_image_docker": 670,
+    "agent_image_podman": 1210,
+    "preflight": 130,
 }
 # Each agent_image scenario pushes to a registry of its own (its verify stops and restarts it): this
 # port's offset from NANOCLAW_REGISTRY_PORT (the demo targets' registry).
@@ -602,7 +602,9 @@ def molecule_stage(scenario: str) -> Stage:
 def stage_registry() -> dict[str, Stage]:
     """Every stage `./run` knows, by name, with what it needs (tests/harness/schedule.py)."""
     stages = [
-        Stage("k8s:build", stage_k8s_build, estimate=1500, doc="the Kubernetes binaries from the Go module"),
+        Stage(
+            "k8s:build", stage_k8s_build, estimate=450, doc="the Kubernetes binaries from the Go module"
+        ),  # cold run 2026-12-02 13:33, four lanes
         Stage("setup", stage_setup, estimate=108, doc="the project virtualenv, the collection link"),
         Stage("host", stage_host, needs=("setup",), estimate=41, doc="engines and tools from Debian packages"),
         Stage("images", stage_images, needs=("host",), estimate=282, doc="the Debian 12 and 13 target images"),
@@ -646,12 +648,14 @@ def stage_registry() -> dict[str, Stage]:
             stage_integration_modules,
             needs=("integration:fixtures",),
             uses=((DOCKER0, SHARED),),
-            estimate=692,
+            estimate=230,  # cold run 2026-12-02 13:33, four lanes
             doc="runtime_compat and agent_smoke against Docker and rootless Podman",
         ),
         Stage("registries", stage_registries, needs=("images",), estimate=60, doc="the loopback push registry and seeded mirror"),
         Stage("fixture-repos", stage_fixture_repos, needs=("host",), estimate=60, doc="FIXTURE repositories and Node tarball, served"),
-        Stage("ee:image", stage_ee_image, needs=("images",), estimate=1300, doc="the EE base and the EE (ansible-builder)"),
+        Stage(
+            "ee:image", stage_ee_image, needs=("images",), estimate=280, doc="the EE base and the EE (ansible-builder)"
+        ),  # cold run 2026-12-02 13:33, four lanes
         Stage(
             "site:first-run",
             lambda report: stage_site(report, runs=("first run",)),
@@ -659,7 +663,7 @@ def stage_registry() -> dict[str, Stage]:
             uses=DEMO,
             # Cold: 3169 s next to three lanes at equal priority (2026-12-02), most of it two native
             # builds of better-sqlite3 (npm ci, pnpm install) sharing 2 cores with everything else.
-            estimate=1800,
+            estimate=960,  # cold run 2026-12-02 13:33, four lanes
             doc="the demo targets, site.yml once",
         ),
         Stage("real:checks", lambda report: stage_real(report, "checks"), needs=("site:first-run",), uses=DEMO, estimate=120),
@@ -673,7 +677,7 @@ def stage_registry() -> dict[str, Stage]:
             needs=("site:first-run",),
             after=("real:checks",),
             uses=DEMO,
-            estimate=620,  # 617 s cold, 2026-12-02 (at nice 10: its old estimate put it off the longest paths)
+            estimate=235,  # cold run 2026-12-02 13:33, four lanes
             doc="site.yml again: changed=0",
         ),
         Stage(
@@ -691,7 +695,7 @@ def stage_registry() -> dict[str, Stage]:
             needs=("site:first-run",),
             after=("site:second-run",),
             uses=((DEMO_DOCKER, EXCLUSIVE),),
-            estimate=600,
+            estimate=510,  # cold run 2026-12-02 13:33, four lanes
             doc="v1 to v2 with upgrade.yml, then site.yml: changed=0",
         ),
         Stage(
@@ -699,7 +703,7 @@ def stage_registry() -> dict[str, Stage]:
             lambda report: stage_k8s(report, "a"),
             needs=("host", "k8s:build"),
             uses=((K8S_CLUSTER, EXCLUSIVE),),
-            estimate=783,
+            estimate=470,  # cold run 2026-12-02 13:33, four lanes
             doc="the kubernetes role against a real control plane",
         ),
         Stage(
@@ -708,7 +712,7 @@ def stage_registry() -> dict[str, Stage]:
             needs=("host", "k8s:build", "integration:fixtures"),
             after=("k8s:a",),
             uses=((K8S_CLUSTER, EXCLUSIVE), (DOCKER0, SHARED)),
-            estimate=770,
+            estimate=260,  # cold run 2026-12-02 13:33, four lanes
             doc="agent Jobs on a real node",
         ),
         *(molecule_stage(scenario) for scenario in molecule_scenarios(include_manual=True)),
