@@ -19,7 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .common import CACHE, REPO, HarnessError, log, run, sha256_of
+from .common import CACHE, REPO, HarnessError, sha256_of
+from .setup_env import build_venv
 
 RUNTIME = REPO / "meta" / "runtime.yml"
 TEST_CONFIG = REPO / "tests" / "config.yml"
@@ -102,20 +103,8 @@ def core_venv(version: str) -> Path:
 
 def ensure_core_venv(version: str) -> Path:
     """A venv with ``ansible-core==version`` (and the unit tests' tools), unless it exists complete."""
-    venv = core_venv(version)
-    marker = venv / ".nanoclaw-complete"
     requirements = [f"ansible-core=={version}", *_pins(UNIT_TOOLS)]
-    if marker.exists():
-        log(f"virtualenv for ansible-core {version} current: {venv}")
-        return venv
-    if venv.exists():
-        shutil.rmtree(venv)
-    run([sys.executable, "-m", "venv", str(venv)])
-    pip = str(venv / "bin" / "pip")
-    run([pip, "install", "-q", "--upgrade", "pip"])
-    run([pip, "install", "-q", *requirements])
-    marker.write_text("\n".join(requirements) + "\n")
-    return venv
+    return build_venv(core_venv(version), requirements, "\n".join(requirements) + "\n", f"virtualenv for ansible-core {version}")
 
 
 def provide_pip_bootstrap(venv: Path) -> None:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .common import CACHE, REPO, HarnessError, log, run, sha256_of
+from .setup_env import build_venv
 
 REQUIREMENTS = REPO / "tests" / "requirements-galaxy-importer.txt"
 CONFIG = REPO / "tests" / "galaxy-importer.cfg"
@@ -28,18 +29,7 @@ def venv_dir() -> Path:
 
 
 def ensure_venv() -> Path:
-    venv = venv_dir()
-    marker = venv / ".nanoclaw-complete"
-    if marker.exists():
-        log(f"galaxy-importer virtualenv current: {venv}")
-        return venv
-    if venv.exists():
-        shutil.rmtree(venv)
-    run([sys.executable, "-m", "venv", str(venv)])
-    run([str(venv / "bin" / "pip"), "install", "-q", "--upgrade", "pip"])
-    run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(REQUIREMENTS)])
-    marker.write_text(REQUIREMENTS.read_text())
-    return venv
+    return build_venv(venv_dir(), ["-r", str(REQUIREMENTS)], REQUIREMENTS.read_text(), "galaxy-importer virtualenv")
 
 
 def import_tarball(tarball: Path) -> dict:

@@ -30,12 +30,12 @@ def venv_current() -> bool:
     return (venv_dir() / ".nanoclaw-complete").exists()
 
 
-def ensure_venv() -> Path:
-    """Create the venv for the pinned requirements unless it exists complete."""
-    venv = venv_dir()
+def build_venv(venv: Path, pip_args: list[str], stamp: str, what: str = "virtualenv") -> Path:
+    """A venv at ``venv`` with ``pip install -q <pip_args>``, unless it exists complete: its marker,
+    written last with ``stamp`` (what was installed), says so. The harness's venvs all come from here."""
     marker = venv / ".nanoclaw-complete"
     if marker.exists():
-        log(f"virtualenv current: {venv}")
+        log(f"{what} current: {venv}")
         return venv
     if venv.exists():
         shutil.rmtree(venv)
@@ -49,9 +49,14 @@ def ensure_venv() -> Path:
     run([sys.executable, "-m", "venv", str(venv)])
     pip = str(venv / "bin" / "pip")
     run([pip, "install", "-q", "--upgrade", "pip"])
-    run([pip, "install", "-q", "-r", str(REQUIREMENTS)])
-    marker.write_text(REQUIREMENTS.read_text())
+    run([pip, "install", "-q", *pip_args])
+    marker.write_text(stamp)
     return venv
+
+
+def ensure_venv() -> Path:
+    """Create the venv for the pinned requirements unless it exists complete."""
+    return build_venv(venv_dir(), ["-r", str(REQUIREMENTS)], REQUIREMENTS.read_text())
 
 
 def ensure_collection_link() -> Path:
