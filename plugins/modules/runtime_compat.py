@@ -550,14 +550,20 @@ class Probe:
             return False, f"{name} still exists after stop -t 1 (--rm not honoured on stop)"
         return True, f"stopped in {seconds:.2f} s and removed"
 
-    def check_build(self) -> Outcome:
+    def probe_build(self, suffix: str, dockerfile: str, file_name: str | None = None) -> tuple[str, Completed]:
+        """Build ``dockerfile`` as localhost/<prefix>:<suffix> (removed at the end) from a fresh context:
+        as ``Dockerfile`` in it, or, with ``file_name``, as that file given with ``-f``."""
         context = self.tempdir(0o755)
-        with open(os.path.join(context, "Dockerfile"), "w", encoding="utf-8") as handle:
-            handle.write(f"FROM {self.params['image']}\n")
-        os.chmod(os.path.join(context, "Dockerfile"), 0o644)
-        tag = f"localhost/{self.prefix}:probe"
+        path = os.path.join(context, file_name or "Dockerfile")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(dockerfile)
+        os.chmod(path, 0o644)
+        tag = f"localhost/{self.prefix}:{suffix}"
         self.images.append(tag)
-        done = self.cli(["build", "-t", tag, context])
+        return tag, self.cli(["build", "-t", tag, *(["-f", path] if file_name else []), context])
+
+    def check_build(self) -> Outcome:
+        tag, done = self.probe_build("probe", f"FROM {self.params['image']}\n")
         if not done.ok:
             return False, self.failed(done, "build -t") + "; NanoClaw builds its agent image with `docker build -t TAG DIR`"
         inspected = self.cli(["image", "inspect", tag], timeout=60)
@@ -696,21 +702,10 @@ class Probe:
             )
         return True, f"bash -c 'exec ...' hands PID 1 to the program; bun is {seen['bun']}"
 
-    def build_context(self, dockerfile: str) -> tuple[str, str]:
-        context = self.tempdir(0o755)
-        path = os.path.join(context, "Dockerfile.probe")
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(dockerfile)
-        os.chmod(path, 0o644)
-        return context, path
-
     def check_build_file(self) -> Outcome:
         # v2 builds per-agent-group images: `docker build -t TAG -f DATA_DIR/Dockerfile.<id> .` (cwd DATA_DIR),
         # FROM the agent image, USER root, RUN ..., USER node.
-        context, path = self.build_context(f"FROM {self.params['image']}\nUSER root\nRUN true\nUSER node\n")
-        tag = f"localhost/{self.prefix}:file"
-        self.images.append(tag)
-        done = self.cli(["build", "-t", tag, "-f", path, context])
+        tag, done = self.probe_build("file", f"FROM {self.params['image']}\nUSER root\nRUN true\nUSER node\n", "Dockerfile.probe")
         if not done.ok:
             detail = self.failed(done, "build -t TAG -f FILE DIR") + "; NanoClaw v2 builds per-group images this way"
             if "/buildkit/" in done.stderr and "cgroup" in done.stderr:
@@ -726,10 +721,9 @@ class Probe:
         # Upstream's v2 container/Dockerfile needs BuildKit (RUN --mount=type=cache); container/build.sh runs a plain
         # `docker build`, so the CLI must use BuildKit by default. (No `# syntax=` line here: it would fetch the
         # frontend image from a registry.)
-        context, path = self.build_context(f"FROM {self.params['image']}\nRUN --mount=type=cache,target=/tmp/nanoclaw-compat-cache true\n")
-        tag = f"localhost/{self.prefix}:buildkit"
-        self.images.append(tag)
-        done = self.cli(["build", "-t", tag, "-f", path, context])
+        _tag, done = self.probe_build(
+            "buildkit", f"FROM {self.params['image']}\nRUN --mount=type=cache,target=/tmp/nanoclaw-compat-cache true\n", "Dockerfile.probe"
+        )
         if not done.ok:
             detail = self.failed(done, "build -f FILE with RUN --mount=type=cache")
             if "BuildKit" in done.stderr or "--mount" in done.stderr:
