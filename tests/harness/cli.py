@@ -459,6 +459,45 @@ def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
     return recap
 
 
+FAILURE = re.compile(r"^(fatal|failed): \[[^\]]+\]")
+
+
+def _shorten(block: list[str], limit: int) -> str:
+    """A failed result's first ``limit`` lines and, when it comes later, its ``msg:`` (the YAML
+    callback sorts keys, so a module's long lists come before the message)."""
+    kept = block[:limit]
+    msg_at = next((i for i, text in enumerate(block) if text.strip().startswith("msg:")), None)
+    if msg_at is not None and msg_at >= limit:
+        indent = len(block[msg_at]) - len(block[msg_at].lstrip())
+        end = msg_at + 1
+        while end < len(block) and len(block[end]) - len(block[end].lstrip()) > indent:
+            end += 1
+        kept += ["    ...", *block[msg_at:end][:limit]]
+    return "\n".join(kept)
+
+
+def parse_failures(lines: list[str], limit: int = 30) -> list[str]:
+    """Each failed task of an ansible-playbook output, shortened: its TASK line and result (the
+    playbook's tail, which is what CI shows, ends with the recaps, far below the failure)."""
+    blocks: list[list[str]] = []
+    task = ""
+    current: list[str] | None = None
+    for line in lines:
+        text = line.rstrip("\n")
+        if current is not None and text.startswith((" ", "\t")):
+            current.append(text)
+            continue
+        if current is not None and text.strip() == "...ignoring":
+            blocks.remove(current)
+        current = None
+        if text.startswith("TASK ["):
+            task = text.rstrip(" *")
+        elif FAILURE.match(text):
+            current = [task, text] if task else [text]
+            blocks.append(current)
+    return [_shorten(block, limit) for block in blocks]
+
+
 # Every harness playbook run ends with its slowest tasks (install and build times, rerun costs).
 PROFILE_ENV = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "15"}
 
@@ -481,6 +520,9 @@ def playbook_run(argv: list[str], log_file: Path) -> tuple[int, dict[str, dict[s
             out.write(line)
             lines.append(line)
         rc = proc.wait()
+    if rc != 0:
+        for block in parse_failures(lines):
+            log("a task failed:\n" + block)
     return rc, parse_recap(lines[-50:]), time.monotonic() - started
 
 
