@@ -576,6 +576,8 @@ def stage_real(report: Report, which: str) -> None:
 
     real:checks   after site:first-run - pins, detected generation, exact .env keys, unit names,
                   the service's state 30 s after start (v2 up; v1 with no channel reported);
+    real:drift    after site:second-run, the Podman target: a drifted config file, stopped unit,
+                  wrong owner and missing image, all repaired by a rerun;
     real:upgrade  the Docker target from v1 to v2 with playbooks/upgrade.yml, data kept, then
                   site.yml again after v2 ran: changed=0."""
     env = {"NANOCLAW_UPSTREAM_JSON": str(demo.UPSTREAM_JSON), "NANOCLAW_DEMO_INVENTORY": str(DEMO_INVENTORY), "NANOCLAW_REAL_STAGE": which}
@@ -723,10 +725,19 @@ def stage_registry() -> dict[str, Stage]:
             doc="site.yml again: changed=0",
         ),
         Stage(
+            "real:drift",
+            lambda report: stage_real(report, "drift"),
+            needs=("site:second-run",),
+            uses=((DEMO_PODMAN, EXCLUSIVE),),
+            estimate=120,
+            doc="drift on the Podman target, repaired by a rerun",
+        ),
+        Stage(
             "ee",
             stage_ee,
             needs=("ee:image",),
-            after=("site:second-run",),
+            # After real:drift: its changed=0 run proves the drift left nothing behind.
+            after=("site:second-run", "real:drift"),
             uses=((DEMO_PODMAN, EXCLUSIVE),),
             estimate=240,
             doc="site.yml from inside the EE",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,22 @@ def sh(target: str, script: str, user: str | None = None, check: bool = True) ->
     if check and proc.returncode != 0:
         raise AssertionError(f"{target}: {script!r} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return proc
+
+
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def playbook(name: str, log_name: str, target: str, *extra: str) -> tuple[int, str, float]:
+    """``playbooks/<name>`` on one demo target, with the tasks' timings; the output is kept in
+    tests/output/<log_name>. Returns (rc, stdout, seconds)."""
+    binary = str(Path(sys.executable).parent / "ansible-playbook")
+    argv = [binary, "-i", str(INVENTORY), str(REPO / "playbooks" / name), "--limit", target, *extra]
+    started = time.monotonic()
+    env = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "15", **os.environ}
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / log_name).write_text(proc.stdout + proc.stderr)
+    return proc.returncode, proc.stdout, time.monotonic() - started
 
 
 def unit_state(target: str, unit: str) -> dict[str, str]:

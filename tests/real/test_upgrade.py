@@ -10,16 +10,10 @@ removed). Then site.yml again, after v2 ran: changed=0.
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 from ansible_collections.nanoclaw.provision.plugins.module_utils._upstream import conventions
 
-from .conftest import EVIDENCE, INVENTORY, OUTPUT, REPO, ROOT, USER, hosts, sh, unit_state
+from .conftest import EVIDENCE, RECAP, ROOT, USER, hosts, sh, unit_state
+from .conftest import playbook as run_playbook
 
 TARGET = next(t for t, v in hosts().items() if v["nanoclaw_runtime"] == "docker")
 MEMORY = "# Main\\nThe user prefers tea. Remember the milk.\\n"
@@ -31,18 +25,10 @@ DATA = [
     "logs/operator.log",
     ".env",
 ]
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 def playbook(name: str, log_name: str) -> tuple[int, str, float]:
-    binary = str(Path(sys.executable).parent / "ansible-playbook")
-    argv = [binary, "-i", str(INVENTORY), str(REPO / "playbooks" / name), "--limit", TARGET, "-e", "demo_generation=v2"]
-    started = time.monotonic()
-    env = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "15", **os.environ}
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    (OUTPUT / log_name).write_text(proc.stdout + proc.stderr)
-    return proc.returncode, proc.stdout, time.monotonic() - started
+    return run_playbook(name, log_name, TARGET, "-e", "demo_generation=v2")
 
 
 def digests() -> str:
