@@ -44,7 +44,9 @@ def state(unit: str, wrapper: str, image: str) -> dict[str, str]:
 def test_a_rerun_repairs_a_config_file_a_stopped_unit_an_owner_and_a_missing_image():
     unit, wrapper, image = unit_and_image()
     before = state(unit, wrapper, image)
-    assert before["unit"] == "active" and before["wrapper"] == "root:root 755" and before["image"], before
+    assert before["unit"] == "active", before
+    assert before["wrapper"] == "root:root 755", before
+    assert before["image"], before
     assert DRIFT_LINE not in before["conf"]
 
     sh(TARGET, f"echo '{DRIFT_LINE}' >> {CONF}", user=USER)
@@ -52,7 +54,9 @@ def test_a_rerun_repairs_a_config_file_a_stopped_unit_an_owner_and_a_missing_ima
     sh(TARGET, f"chown {USER}:{USER} {wrapper}")
     sh(TARGET, f"podman rmi -f {image}", user=USER)
     drifted = state(unit, wrapper, image)
-    assert drifted["unit"] != "active" and drifted["wrapper"].startswith(f"{USER}:") and not drifted["image"], drifted
+    assert drifted["unit"] != "active", drifted
+    assert drifted["wrapper"].startswith(f"{USER}:"), drifted
+    assert not drifted["image"], drifted
     assert DRIFT_LINE in drifted["conf"]
 
     rc, out, seconds = run_playbook("site.yml", "real-drift-rerun.log", TARGET, "--skip-tags", "compat,smoke")
