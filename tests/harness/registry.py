@@ -58,10 +58,12 @@ INFO_FILE = STATE / ("registry-info.json" if PUSH_NAME == "push" else f"registry
 STANDIN_REPO = "library/node"
 STANDIN_TAG = "22-slim"
 STANDIN_IMAGE = "localhost/nanoclaw-fixture-node:22-slim"
-STANDIN_RECIPE_VERSION = "1"
+STANDIN_RECIPE_VERSION = "2"
 # Left out of the stand-in's rootfs: documentation, translations, git, Perl
 # modules and Python (a node image has none of them), apt's caches. Smaller
-# layers keep the targets' rootless vfs stores and the pushes fast.
+# layers keep the targets' rootless vfs stores and the pushes fast. Python's
+# packages are then purged from dpkg's database too (STANDIN_CONTAINERFILE), so
+# that apt installs them afresh, as on the real node:22-slim.
 STANDIN_EXCLUDES = [
     "./usr/share/doc",
     "./usr/share/man",
@@ -83,6 +85,12 @@ STANDIN_CONTAINERFILE = """\
 # the test machine's Node runtime.
 FROM {base}
 COPY node /usr/local/bin/node
+# Python's files were left out of the rootfs: purge its packages from dpkg's database as well
+# (their maintainer scripts would need Python), so apt installs them afresh as on the real image.
+RUN rm -f /var/lib/dpkg/info/python3*.p*rm /var/lib/dpkg/info/libpython3*.p*rm /var/lib/dpkg/info/python-apt-common.p*rm \\
+ && dpkg --purge --force-remove-essential --force-depends \\
+      $(dpkg-query -W -f='${{Package}}\\n' 'python3*' 'libpython3*' python-apt-common 2>/dev/null) \\
+ && dpkg --audit && ! command -v python3
 RUN groupadd --gid 1000 node \\
  && useradd --uid 1000 --gid node --shell /bin/bash --create-home node \\
  && ln -s /usr/local/bin/node /usr/local/bin/nodejs \\

@@ -28,10 +28,6 @@ LIMITS = {
         "missing host capability: Docker BuildKit cannot start RUN steps in containers on this cgroup v1 host"
         " (runc cannot mount the step's cgroup)"
     ),
-    "No module named 'encodings'": (
-        "the harness's node:22-slim stand-in lacks Python's library while dpkg lists python3 installed,"
-        " so installing python3-* packages fails (the real node:22-slim has no python3)"
-    ),
 }
 FIXES = ("nanoclaw_agent_image_build_args", "nanoclaw_agent_image_mode: pull", "nanoclaw_agent_image_dockerfile_syntax")
 
