@@ -58,7 +58,7 @@ INFO_FILE = STATE / ("registry-info.json" if PUSH_NAME == "push" else f"registry
 STANDIN_REPO = "library/node"
 STANDIN_TAG = "22-slim"
 STANDIN_IMAGE = "localhost/nanoclaw-fixture-node:22-slim"
-STANDIN_RECIPE_VERSION = "2"
+STANDIN_RECIPE_VERSION = "3"
 # Left out of the stand-in's rootfs: documentation, translations, git, Perl
 # modules and Python (a node image has none of them), apt's caches. Smaller
 # layers keep the targets' rootless vfs stores and the pushes fast. Python's
@@ -82,9 +82,10 @@ STANDIN_CONTAINERFILE = """\
 # FIXTURE: a stand-in for Docker Hub's node:22-slim, built by the
 # nanoclaw.provision test harness (tests/harness/registry.py) because no public
 # registry is reachable from the test machines. Not a Node 22 image: it carries
-# the test machine's Node runtime.
+# the test machine's Node runtime and npm (the real image has npm and npx too).
 FROM {base}
 COPY node /usr/local/bin/node
+COPY npm /usr/local/lib/node_modules/npm
 # Python's files were left out of the rootfs: purge its packages from dpkg's database as well
 # (their maintainer scripts would need Python), so apt installs them afresh as on the real image.
 RUN rm -f /var/lib/dpkg/info/python3*.p*rm /var/lib/dpkg/info/libpython3*.p*rm /var/lib/dpkg/info/python-apt-common.p*rm \\
@@ -94,7 +95,9 @@ RUN rm -f /var/lib/dpkg/info/python3*.p*rm /var/lib/dpkg/info/libpython3*.p*rm /
 RUN groupadd --gid 1000 node \\
  && useradd --uid 1000 --gid node --shell /bin/bash --create-home node \\
  && ln -s /usr/local/bin/node /usr/local/bin/nodejs \\
- && node --version
+ && ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \\
+ && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx \\
+ && node --version && npm --version
 LABEL org.opencontainers.image.title="node:22-slim FIXTURE stand-in" \\
       org.opencontainers.image.description="nanoclaw.provision test fixture, not the official node image" \\
       io.nanoclaw.provision.fixture="true" \\
@@ -316,8 +319,20 @@ def start(reg: Registry, fresh: bool = False) -> None:
 def standin_recipe() -> str:
     tarball = images.rootfs_tarball(images.TARGETS[0])
     node = Path(shutil.which("node") or "/usr/bin/node")
-    parts = [STANDIN_RECIPE_VERSION, tarball.name, json.dumps(STANDIN_EXCLUDES), STANDIN_CONTAINERFILE, str(node.stat().st_size)]
+    npm = _npm_dir()
+    npm_version = json.loads((npm / "package.json").read_text())["version"] if npm else ""
+    parts = [STANDIN_RECIPE_VERSION, tarball.name, json.dumps(STANDIN_EXCLUDES), STANDIN_CONTAINERFILE]
+    parts += [str(node.stat().st_size), npm_version]
     return sha256_of(*parts)[:16]
+
+
+def _npm_dir() -> Path | None:
+    """This machine's npm package (``bin/npm-cli.js``'s package), which the stand-in carries."""
+    npm = shutil.which("npm")
+    if not npm:
+        return None
+    root = Path(npm).resolve().parents[1]
+    return root if (root / "package.json").exists() else None
 
 
 def standin_current() -> bool:
@@ -365,7 +380,11 @@ def _build_standin(recipe: str) -> None:
             run(["tar", "--numeric-owner", "--xattrs", "-C", rootfs, "-cf", str(slim), "."], quiet=True)
         run(["podman", "import", str(slim), base], capture=True)
         slim.unlink()
+        npm = _npm_dir()
+        if npm is None:
+            raise HarnessError("missing host prerequisite 'npm' (for the node:22-slim stand-in): install it with `apt-get install -y npm`")
         shutil.copy2(node, ctx / "node")
+        shutil.copytree(npm, ctx / "npm", symlinks=True)
         run(["strip", "--strip-debug", str(ctx / "node")], check=False, quiet=True)
         (ctx / "Containerfile").write_text(STANDIN_CONTAINERFILE.format(base=base, recipe=recipe))
         run(["podman", "build", "--network", "none", "-t", STANDIN_IMAGE, str(ctx)], capture=True)
