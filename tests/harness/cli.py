@@ -30,7 +30,7 @@ if __package__ in (None, ""):
     __package__ = "tests.harness"
 
 from tests.harness import compat, demo, ee, fixture_repo, fixtures, galaxy, images, k8s, k8s_build, k8s_node, lanes, registry, services
-from tests.harness.common import CACHE, CHECKOUT_ID, COLD, REPO, WARM, HarnessError, Report, log, run
+from tests.harness.common import CACHE, CHECKOUT_ID, COLD, PROFILE_ENV, REPO, WARM, HarnessError, Report, log, parse_recap, run
 from tests.harness.results import junit_counts
 from tests.harness.schedule import EXCLUSIVE, SHARED, Stage, mermaid, simulate
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, tool_env, venv_bin, venv_current, venv_dir
@@ -445,18 +445,6 @@ def stage_k8s(report: Report, which: str) -> None:
 
 
 # ---------------------------------------------------------------- demo
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
-
-
-def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
-    """Per host ok/changed/unreachable/failed from ansible-playbook's PLAY RECAP."""
-    recap: dict[str, dict[str, int]] = {}
-    for line in lines:
-        m = RECAP.match(line.strip())
-        if m:
-            host, *counts = m.groups()
-            recap[host] = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, counts), strict=True))
-    return recap
 
 
 FAILURE = re.compile(r"^(fatal|failed): \[[^\]]+\]")
@@ -496,10 +484,6 @@ def parse_failures(lines: list[str], limit: int = 30) -> list[str]:
             current = [task, text] if task else [text]
             blocks.append(current)
     return [_shorten(block, limit) for block in blocks]
-
-
-# Every harness playbook run ends with its slowest tasks (install and build times, rerun costs).
-PROFILE_ENV = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "15"}
 
 
 def playbook_run(argv: list[str], log_file: Path) -> tuple[int, dict[str, dict[str, int]], float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -19,6 +20,24 @@ CACHE = Path(os.environ.get("NANOCLAW_CACHE", Path.home() / ".cache" / "nanoclaw
 # Per checkout: several clones (or worktrees) may use the machine at once.
 CHECKOUT_ID = hashlib.sha256(str(REPO).encode()).hexdigest()[:10]
 STATE = CACHE / "state" / CHECKOUT_ID
+
+
+# Every harness playbook run ends with its slowest tasks (install and build times, rerun costs).
+PROFILE_ENV = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "15"}
+
+
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+
+def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
+    """Per host ok/changed/unreachable/failed from ansible-playbook's PLAY RECAP."""
+    recap: dict[str, dict[str, int]] = {}
+    for line in lines:
+        m = RECAP.match(line.strip())
+        if m:
+            host, *counts = m.groups()
+            recap[host] = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, counts), strict=True))
+    return recap
 
 
 class HarnessError(RuntimeError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.harness.common import PROFILE_ENV, parse_recap
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "tests" / "output"
@@ -43,20 +44,22 @@ def sh(target: str, script: str, user: str | None = None, check: bool = True) ->
     return proc
 
 
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
 def playbook(name: str, log_name: str, target: str, *extra: str) -> tuple[int, str, float]:
     """``playbooks/<name>`` on one demo target, with the tasks' timings; the output is kept in
     tests/output/<log_name>. Returns (rc, stdout, seconds)."""
     binary = str(Path(sys.executable).parent / "ansible-playbook")
     argv = [binary, "-i", str(INVENTORY), str(REPO / "playbooks" / name), "--limit", target, *extra]
     started = time.monotonic()
-    env = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "15", **os.environ}
+    env = {**PROFILE_ENV, **os.environ}
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / log_name).write_text(proc.stdout + proc.stderr)
     return proc.returncode, proc.stdout, time.monotonic() - started
+
+
+def changed(out: str, target: str) -> int | None:
+    """``target``'s changed count in the PLAY RECAP of ``out`` (None without a recap line)."""
+    return parse_recap(out.splitlines()).get(target, {}).get("changed")
 
 
 def unit_state(target: str, unit: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ so nothing of the drift is left behind.
 
 from __future__ import annotations
 
-from .conftest import EVIDENCE, HOME, RECAP, USER, hosts, sh, unit_state
+from .conftest import EVIDENCE, HOME, USER, changed, hosts, sh, unit_state
 from .conftest import playbook as run_playbook
 
 TARGET = next(t for t, v in hosts().items() if v["nanoclaw_runtime"] == "podman")
@@ -61,15 +61,15 @@ def test_a_rerun_repairs_a_config_file_a_stopped_unit_an_owner_and_a_missing_ima
 
     rc, out, seconds = run_playbook("site.yml", "real-drift-rerun.log", TARGET, "--skip-tags", "compat,smoke")
     assert rc == 0, out[-3000:]
-    recap = {m.group(1): int(m.group(3)) for m in RECAP.finditer(out)}
+    count = changed(out, TARGET)
     after = state(unit, wrapper, image)
     assert after["conf"] == before["conf"], "the podman role did not restore its containers.conf drop-in"
     assert after["unit"] == "active", "the stopped NanoClaw unit was not started again"
     assert after["wrapper"] == "root:root 755", f"the docker wrapper is still {after['wrapper']}"
     assert after["image"] == before["image"], "the agent image was not put back (same image id)"
-    assert recap.get(TARGET, 0) >= 4, f"four drifts, yet the rerun reported changed={recap.get(TARGET)}"
+    assert (count or 0) >= 4, f"four drifts, yet the rerun reported changed={count}"
     EVIDENCE.append(
         f"[{TARGET}] drift: {CONF} +1 line, {unit} stopped, {wrapper} chowned to {USER}, {image} removed;"
-        f" the rerun (--skip-tags compat,smoke) took {seconds:.1f} s, changed={recap.get(TARGET)}, and restored each"
+        f" the rerun (--skip-tags compat,smoke) took {seconds:.1f} s, changed={count}, and restored each"
         f" (unit {after['unit']}, wrapper {after['wrapper']}, image {after['image'][:12]})"
     )

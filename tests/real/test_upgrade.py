@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ansible_collections.nanoclaw.provision.plugins.module_utils._upstream import conventions
 
-from .conftest import EVIDENCE, RECAP, ROOT, USER, hosts, sh, unit_state
+from .conftest import EVIDENCE, ROOT, USER, changed, hosts, sh, unit_state
 from .conftest import playbook as run_playbook
 
 TARGET = next(t for t, v in hosts().items() if v["nanoclaw_runtime"] == "docker")
@@ -74,7 +74,7 @@ def test_v1_to_v2_keeps_the_data_and_the_rerun_after_v2_ran_changes_nothing(upst
 
     rc, out, seconds = playbook("site.yml", "real-upgrade-rerun.log")
     assert rc == 0, out[-6000:]
-    recap = {m.group(1): int(m.group(3)) for m in RECAP.finditer(out)}
-    EVIDENCE.append(f"site.yml after v2 ran on {TARGET}: {seconds:.1f} s, changed={recap.get(TARGET)}")
-    assert recap.get(TARGET) == 0, out[-6000:]
+    count = changed(out, TARGET)
+    EVIDENCE.append(f"site.yml after v2 ran on {TARGET}: {seconds:.1f} s, changed={count}")
+    assert count == 0, out[-6000:]
     assert digests() == before

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.harness.cli import parse_failures, parse_recap
+from tests.harness.cli import parse_failures
+from tests.harness.common import parse_recap
 
 RECAP = """
 PLAY RECAP *********************************************************************
