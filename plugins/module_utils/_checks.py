@@ -29,6 +29,10 @@ class Check:
         record["seconds"] = round(self.seconds, 3)
         return record
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Check:
+        return cls(str(record["name"]), bool(record["required"]), bool(record["passed"]), float(record["seconds"]), str(record["detail"]))
+
 
 class CheckList:
     """Runs probes, times them, and keeps their records in order."""
@@ -127,6 +131,34 @@ def parse_info(engine: str, text: str) -> EngineFacts:
         storage_driver=str(data.get("Driver", "")),
         security_options=options,
     )
+
+
+# Keys of `docker info` / `podman info` that change while nothing about the engine does:
+# counters, clocks, free memory and load (compared in lower case, at any depth).
+VOLATILE_INFO_KEYS = frozenset(
+    k.lower()
+    for k in (
+        # Docker
+        *("Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images"),
+        *("SystemTime", "NFd", "NGoroutines", "NEventsListener", "Warnings"),
+        # Podman
+        *("uptime", "memFree", "swapFree", "cpuUtilization", "freeLocks"),
+        *("containerStore", "imageStore", "volumeStore", "graphRootUsed", "graphRootAllocated"),
+    )
+)
+
+
+def stable_info(data: Any) -> Any:
+    """The engine's `info` without what changes from one call to the next (VOLATILE_INFO_KEYS).
+
+    What remains (versions, drivers, cgroup mode, runtimes, security options, registries,
+    storage options) is what the compatibility checks depend on; a reused result is only as
+    good as this, so anything uncertain stays in."""
+    if isinstance(data, dict):
+        return {k: stable_info(v) for k, v in sorted(data.items()) if str(k).lower() not in VOLATILE_INFO_KEYS}
+    if isinstance(data, list):
+        return [stable_info(v) for v in data]
+    return data
 
 
 # ---------------------------------------------------------------- cgroup limits

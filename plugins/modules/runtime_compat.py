@@ -39,6 +39,8 @@ description:
   - Returns one record per check (name, required, passed, seconds, detail) and a summary. Fails
     only when a required check fails; which checks are required has defaults per generation and
     can be set with O(required). Every failing check's detail says what to do.
+  - With O(record), a rerun on a host where nothing the checks depend on changed returns the
+    recorded results after C(info) alone (see O(record)).
   - Cleans up everything it made - containers (all started with C(--rm) and a unique name, removed
     with C(rm -f) if still there), the image tag it builds, and its temporary directories.
 author:
@@ -136,6 +138,28 @@ options:
       - Seconds any one CLI command may take.
     type: int
     default: 120
+  record:
+    description:
+      - A file where the module keeps the results of its last run whose required checks all
+        passed, with a fingerprint of everything they depend on - these options, the engine's
+        C(--version) and C(info) (without counters and clocks), the resolved CLI's content (a
+        wrapper or shim), the image's id, the engine's configuration files (C(/etc/containers),
+        the user's C(~/.config/containers), C(daemon.json)), C(/etc/subuid), C(/etc/subgid) and
+        the modes of C(/dev/net/tun) and C(/dev/fuse).
+      - When this run's fingerprint is the recorded one and the record is younger than
+        O(reuse_max_age), the module runs only C(info) (the engine must still answer) and returns
+        the recorded checks with RV(reused=true), without starting a container. Anything else runs
+        every check again. A run with a failed required check is never recorded, so a failure is
+        always checked afresh.
+      - The file is written owner-only (mode 0600) in a directory that must not be a symlink or
+        writable by others, never in check mode. Without O(record) every run runs every check.
+    type: path
+  reuse_max_age:
+    description:
+      - Seconds a record stays good for; after that every check runs again. C(0) never reuses
+        (the record is still written).
+    type: int
+    default: 86400
 notes:
   - NanoClaw's host process shells out to C(docker); run this module with O(user) set to the
     account that runs NanoClaw so it sees the same engine, socket and storage.
@@ -212,6 +236,15 @@ engine:
   returned: always
   type: dict
   sample: {"name": "podman", "version": "4.3.1", "rootless": true, "cgroup_version": "1", "executable": "/home/nanoclaw/.local/bin/docker"}
+reused:
+  description: Whether the checks were taken from O(record) (nothing they depend on changed) instead of run.
+  returned: always
+  type: bool
+checked_at:
+  description: When (UTC, ISO 8601) the checks returned last ran in full - this run, or the recorded one.
+  returned: always
+  type: str
+  sample: "2026-12-02T21:34:55Z"
 limits:
   description: The limits seen inside the probe container (C(memory) in bytes, C(cpus), C(pids)), or C(unlimited).
   returned: when the limits probe ran
@@ -219,6 +252,8 @@ limits:
   sample: {"memory": "268435456", "cpus": "0.5", "pids": "64"}
 """
 
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -228,10 +263,12 @@ import stat
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nanoclaw.provision.plugins.module_utils._checks import (
+    Check,
     CheckList,
     EngineFacts,
     Outcome,
@@ -239,6 +276,7 @@ from ansible_collections.nanoclaw.provision.plugins.module_utils._checks import 
     engine_from_version_text,
     parse_info,
     parse_key_values,
+    stable_info,
 )
 from ansible_collections.nanoclaw.provision.plugins.module_utils._engine import HOST_GATEWAY
 from ansible_collections.nanoclaw.provision.plugins.module_utils._runner import Account, Completed, Runner, RunnerError, resolve_account
@@ -304,6 +342,7 @@ class Probe:
         self.limits_warning = False
         self.limits_error = ""
         self.version_text = ""
+        self.info_text = ""
 
     # ------------------------------------------------------------ helpers
     def cli(self, args: list[str], stdin_data: str | None = None, timeout: float | None = None) -> Completed:
@@ -360,6 +399,8 @@ class Probe:
         return bool(self.facts.rootless)
 
     def cleanup(self) -> None:
+        if not (self.names or self.images or self.dirs):
+            return
         listed = self.runner.run(["ps", "-a", "--filter", f"name={self.prefix}", "--format", "{{.Names}}"], timeout=60)
         leftovers = [n for n in listed.stdout.split() if n in self.names] if listed.ok else self.names
         for name in leftovers:
@@ -384,6 +425,7 @@ class Probe:
                 self.failed(done, "info") + "; NanoClaw exits at start when `docker info` fails within 10 s: start the engine"
                 " (dockerd / the user's podman), check DOCKER_HOST and that this user may use the socket"
             )
+        self.info_text = done.stdout
         self.facts = parse_info(self.facts.name, done.stdout)
         mode = "rootless" if self.facts.rootless else "rootful"
         slow = (
@@ -938,9 +980,19 @@ def default_required(generation: str) -> list[str]:
     return sorted(set(names))
 
 
-def run_checks(probe: Probe, generation: str, required: list[str]) -> CheckList:
+def run_checks(
+    probe: Probe, generation: str, required: list[str], reuse: Callable[[], list[Check] | None] | None = None
+) -> tuple[CheckList, bool]:
+    """Every check, in order; or, when ``reuse`` returns recorded checks after ``info``, those.
+
+    Returns the checks and whether they were reused."""
     checks = CheckList(required)
     info = checks.run("info", probe.check_info)
+    if info.passed and reuse is not None:
+        recorded = reuse()
+        if recorded is not None:
+            checks.checks = [info, *(c for c in recorded if c.name != "info")]
+            return checks, True
     # Host-side environment first: their details explain many of the failures below (and a failed info).
     checks.run("dev_net_tun", probe.check_tun)
     checks.run("dev_fuse", probe.check_fuse)
@@ -950,7 +1002,7 @@ def run_checks(probe: Probe, generation: str, required: list[str]) -> CheckList:
     if not info.passed:
         for name in ["run_rm_name", *sorted(patterns - {"info", "run_rm_name"})]:
             checks.skip(name, "`info` failed")
-        return checks
+        return checks, False
     checks.run("run_rm_name", probe.check_run_rm_name)
     if "run_stdin" in patterns:
         checks.run("run_stdin", probe.check_run_stdin)
@@ -979,7 +1031,136 @@ def run_checks(probe: Probe, generation: str, required: list[str]) -> CheckList:
     checks.run("userns_keep_id", probe.check_keep_id)
     checks.run("bind_mount_ownership", probe.check_ownership)
     checks.run("rlimits", probe.check_rlimits)
-    return checks
+    return checks, False
+
+
+# ---------------------------------------------------------------- reuse of a recorded run
+# Bump when a check is added or changes what it decides: older records are then not reused.
+RECORD_FORMAT = 1
+BIG_FILE = 8 * 1024 * 1024
+
+
+def _file_digest(path: str) -> str:
+    """Content hash of a regular file (size and mtime for a big binary); what a symlink points to."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return "-"
+    if stat.S_ISLNK(st.st_mode):
+        return "link:" + os.readlink(path)
+    if not stat.S_ISREG(st.st_mode):
+        return f"mode:{st.st_mode:o}:{st.st_rdev}"
+    if st.st_size > BIG_FILE:
+        return f"size:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 16), b""):
+                digest.update(block)
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+    return f"{st.st_mode:o}:{st.st_uid}:{st.st_gid}:{digest.hexdigest()}"
+
+
+def _tree_digests(root: str) -> dict[str, str]:
+    """Every file under ``root`` (symlinks not followed), path -> _file_digest."""
+    found: dict[str, str] = {}
+    if not os.path.isdir(root) or os.path.islink(root):
+        return found
+    for top, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            found[path] = _file_digest(path)
+        if len(found) > 2000:
+            found["(truncated)"] = str(len(found))
+            break
+    return found
+
+
+def fingerprint(probe: Probe, executable: str) -> str:
+    """What the checks depend on, hashed: see the option ``record``."""
+    params = {k: v for k, v in probe.params.items() if k not in ("record", "reuse_max_age")}
+    image = probe.cli(["image", "inspect", "--format", "{{.Id}}", probe.params["image"]], timeout=60)
+    home = probe.account.home
+    files: dict[str, str] = {"executable": executable, executable: _file_digest(executable)}
+    for root in ("/etc/containers", os.path.join(home, ".config", "containers")):
+        files.update(_tree_digests(root))
+    for path in (
+        "/etc/docker/daemon.json",
+        os.path.join(home, ".config", "docker", "daemon.json"),
+        "/etc/subuid",
+        "/etc/subgid",
+        "/dev/net/tun",
+        "/dev/fuse",
+    ):
+        files[path] = _file_digest(path)
+    try:
+        info = stable_info(json.loads(probe.info_text))
+    except ValueError:
+        info = probe.info_text
+    material = {
+        "format": RECORD_FORMAT,
+        "params": params,
+        "user": [probe.account.name, probe.account.uid, probe.account.gid, home],
+        "version": probe.version_text,
+        "info": info,
+        "image": image.stdout.strip() if image.ok else f"missing (exit {image.rc})",
+        "files": files,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _safe_directory(path: str) -> str | None:
+    """Why the record's directory cannot be trusted, or None."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a directory (a symlink is refused)"
+    if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+        return f"{path} is owned by uid {st.st_uid} or writable by others"
+    return None
+
+
+def read_record(path: str) -> dict | None:
+    """The record at ``path``, or None when there is none or it cannot be trusted."""
+    if _safe_directory(os.path.dirname(path) or ".") is not None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        st = os.fstat(handle.fileno())
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None
+        try:
+            record = json.load(handle)
+        except ValueError:
+            return None
+    return record if isinstance(record, dict) and record.get("format") == RECORD_FORMAT else None
+
+
+def write_record(path: str, record: dict) -> None:
+    """Write ``record`` owner-only, atomically, into a trusted directory (made 0700 if missing)."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.lexists(directory):
+        os.makedirs(directory, mode=0o700)
+    problem = _safe_directory(directory)
+    if problem:
+        raise OSError(f"not writing the record: {problem}")
+    fd, temp = tempfile.mkstemp(prefix=".runtime_compat-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=1, sort_keys=True)
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def main() -> None:
@@ -1003,6 +1184,8 @@ def main() -> None:
                 },
             },
             "timeout": {"type": "int", "default": 120},
+            "record": {"type": "path"},
+            "reuse_max_age": {"type": "int", "default": 86400},
         },
         supports_check_mode=True,
     )
@@ -1015,9 +1198,25 @@ def main() -> None:
         module.fail_json(msg=str(exc), changed=False, checks=[], summary={}, engine={})
     required = params["required"] if params["required"] is not None else default_required(params["generation"])
     required = [name for name in required if name not in params["not_required"]]
+    if params["reuse_max_age"] < 0:
+        module.fail_json(msg=f"reuse_max_age must be 0 or more seconds, not {params['reuse_max_age']}", changed=False)
     probe = Probe(module, account, runner)
+    record_path = params["record"]
+    state: dict = {}
+
+    def reuse() -> list[Check] | None:
+        state["fingerprint"] = fingerprint(probe, executable)
+        record = read_record(record_path) if params["reuse_max_age"] > 0 else None
+        if not record or record.get("fingerprint") != state["fingerprint"]:
+            return None
+        age = time.time() - float(record.get("time", 0))
+        if not 0 <= age < params["reuse_max_age"]:
+            return None
+        state["record"] = record
+        return [Check.from_dict(c) for c in record.get("checks", [])]
+
     try:
-        checks = run_checks(probe, params["generation"], required)
+        checks, reused = run_checks(probe, params["generation"], required, reuse if record_path else None)
     finally:
         probe.cleanup()
     summary = checks.summary()
@@ -1037,12 +1236,34 @@ def main() -> None:
         "summary": summary,
         "engine": engine,
     }
-    if probe.limits_seen is not None:
-        result["limits"] = dict(probe.limits_seen)
+    if reused:
+        record = state["record"]
+        result["checked_at"] = record["checked_at"]
+        if record.get("limits") is not None:
+            result["limits"] = record["limits"]
+    else:
+        result["checked_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if probe.limits_seen is not None:
+            result["limits"] = dict(probe.limits_seen)
+    result["reused"] = reused
+    if record_path and not reused and "fingerprint" in state and not summary["required_failed"] and not module.check_mode:
+        record = {
+            "format": RECORD_FORMAT,
+            "fingerprint": state["fingerprint"],
+            "time": time.time(),
+            "checked_at": result["checked_at"],
+            "checks": result["checks"],
+            "limits": result.get("limits"),
+        }
+        try:
+            write_record(record_path, record)
+        except OSError as exc:
+            module.warn(f"runtime_compat could not record its results in {record_path}: {exc}")
     if summary["required_failed"]:
         failing = "; ".join(f"{c.name}: {c.detail}" for c in checks.checks if c.required and not c.passed)
         module.fail_json(msg=f"required checks failed: {failing}", **result)
-    module.exit_json(msg=f"{summary['passed']} of {summary['total']} checks passed; all required checks passed", **result)
+    how = f" (reused from the full run of {result['checked_at']}: nothing they depend on changed)" if reused else ""
+    module.exit_json(msg=f"{summary['passed']} of {summary['total']} checks passed; all required checks passed{how}", **result)
 
 
 if __name__ == "__main__":
