@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.harness import demo, fixture_repo, fixtures, images, k8s, k8s_node, registry, services, upstream  # noqa: E402
-from tests.harness.common import CACHE, HarnessError, log, run  # noqa: E402
+from tests.harness import demo, ee, fixture_repo, fixtures, images, k8s, k8s_node, registry, services, upstream  # noqa: E402
+from tests.harness.common import CACHE, PROFILE_ENV, HarnessError, log, run  # noqa: E402
 from tests.harness.setup_env import ensure_collection_link, ensure_venv, load_yaml, tool_env, venv_bin  # noqa: E402
 
 OUTPUT = REPO / "tests" / "output"
@@ -416,8 +416,11 @@ DOCKER_BRIDGE_ADDRESS = "10.252.0.1/24"
 DOCKER_DAEMON_OPTIONS = {"bridge": DOCKER_BRIDGE, "iptables": False}
 
 
-def site_inventory(source: Path, name: str, runtime: str) -> dict:
+def site_inventory(source: Path, name: str, runtime: str, ssh: dict | None = None) -> dict:
     """The source inventory's nanoclaw_hosts variables, with this target as the only host.
+
+    With ``ssh`` (port, key) the host is reached over SSH, as users run site.yml (ansible.cfg
+    turns pipelining on); else over the Podman connection the harness uses.
 
     The demo's group_vars find fixture.json relative to the inventory's directory; the copy
     here lives elsewhere, so the host names it by its absolute path."""
@@ -429,7 +432,6 @@ def site_inventory(source: Path, name: str, runtime: str) -> dict:
         host.pop(key, None)
     host.update(
         {
-            "ansible_connection": "containers.podman.podman",
             "ansible_python_interpreter": "/usr/bin/python3",
             "nanoclaw_runtime": runtime,
             "__demo_fixture": f"{{{{ lookup('ansible.builtin.file', '{fixture_repo.META}') | from_json }}}}",
@@ -439,6 +441,20 @@ def site_inventory(source: Path, name: str, runtime: str) -> dict:
             "nanoclaw_agent_image_registry_namespace": f"bench/{runtime}",
         }
     )
+    if ssh:
+        host.update(
+            {
+                "ansible_connection": "ssh",
+                "ansible_host": "127.0.0.1",
+                "ansible_port": ssh["port"],
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(ssh["key"]),
+                # A disposable target made for this run: its host key is new every time.
+                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            }
+        )
+    else:
+        host["ansible_connection"] = "containers.podman.podman"
     if runtime == "docker":
         host.update(
             {
@@ -452,8 +468,79 @@ def site_inventory(source: Path, name: str, runtime: str) -> dict:
     return {"nanoclaw_hosts": {"hosts": {name: host}}}
 
 
-def bench_site(runtime: str, workdir: Path, meta: dict) -> dict:
-    """site.yml on a fresh Debian 13 target (host network, the demo's fixtures): first converge, then the rerun."""
+# Each site.yml target gets an sshd of its own on loopback (the targets share this machine's
+# network namespace), on a port apart from the EE test's.
+SITE_SSH_PORTS = {"podman": 22041, "docker": 22042}
+MITOGEN_VERSION = "0.3.54"
+TASK_HEAD = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<name>.*)\] \**$")
+TASK_CLOCK = re.compile(r"\((\d+):(\d+):(\d+(?:\.\d+)?)\)\s+\d+:\d+:\d+\.\d+ \*+\s*$")
+TASK_STATUS = re.compile(r"^(ok|changed|skipping|failed|fatal|included): \[(?P<host>[^\]]+)\]")
+
+
+def role_stats(output: str, host: str) -> dict[str, dict]:
+    """Per role (``(play)`` for a playbook's own tasks): tasks that ran on ``host`` (ok or changed,
+    for a loop: any item), tasks skipped, and seconds, from ansible-playbook output with
+    profile_tasks, which prints under each task's header the time the task before took (and the
+    last task's under TASKS RECAP)."""
+    tasks: list[dict] = []
+    clock_for: dict | None = None
+    for line in output.splitlines():
+        head = TASK_HEAD.match(line)
+        if head or line.startswith("TASKS RECAP"):
+            clock_for = tasks[-1] if tasks else None
+            if head:
+                name = head.group("name")
+                tasks.append({"role": name.split(" : ", 1)[0] if " : " in name else "(play)", "status": set(), "seconds": 0.0})
+            continue
+        clock = TASK_CLOCK.search(line)
+        if clock:
+            if clock_for is not None:
+                clock_for["seconds"] = int(clock.group(1)) * 3600 + int(clock.group(2)) * 60 + float(clock.group(3))
+            clock_for = None
+            continue
+        status = TASK_STATUS.match(line)
+        if status and tasks and status.group("host") == host:
+            tasks[-1]["status"].add(status.group(1))
+    stats: dict[str, dict] = {}
+    for task in tasks:
+        row = stats.setdefault(task["role"], {"ran": 0, "skipped": 0, "seconds": 0.0})
+        if task["status"] & {"ok", "changed"}:
+            row["ran"] += 1
+        elif "skipping" in task["status"]:
+            row["skipped"] += 1
+        row["seconds"] = round(row["seconds"] + task["seconds"], 3)
+    return stats
+
+
+def mitogen_strategy_dir(workdir: Path) -> Path:
+    """Mitogen for Ansible (PyPI ``mitogen``), installed for this run only; its strategy plugins' directory."""
+    target = WORK / f"mitogen-{MITOGEN_VERSION}"
+    plugins = target / "ansible_mitogen" / "plugins" / "strategy"
+    if not plugins.is_dir():
+        run([str(venv_bin() / "pip"), "install", "-q", "--no-deps", "--target", str(target), f"mitogen=={MITOGEN_VERSION}"])
+    return plugins
+
+
+def baseline_collections(workdir: Path, ref: str) -> tuple[Path, str]:
+    """A collections path holding nanoclaw.provision at git ``ref`` (a worktree), and its commit."""
+    commit = run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], capture=True, quiet=True, cwd=REPO).stdout.strip()
+    tree = workdir / "baseline"
+    if tree.exists():
+        run(["git", "worktree", "remove", "--force", str(tree)], check=False, capture=True, quiet=True, cwd=REPO)
+    run(["git", "worktree", "add", "--detach", str(tree), commit], capture=True, quiet=True, cwd=REPO)
+    collections = workdir / "baseline-collections"
+    link = collections / "ansible_collections" / "nanoclaw" / "provision"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(tree)
+    return collections, commit
+
+
+def bench_site(runtime: str, workdir: Path, meta: dict, baseline: str | None = None) -> dict:
+    """site.yml on a fresh Debian 13 target (host network, the demo's fixtures), over SSH with
+    pipelining: first converge, the no-change rerun, the same rerun in check mode and with
+    Mitogen, over the harness's Podman connection, and with the collection at ``baseline``."""
     source = Path(os.environ.get("NANOCLAW_BENCH_INVENTORY", REPO / "inventories" / "demo"))
     name = f"nanoclaw-bench-{runtime}"
     inv_dir = workdir / f"inventory-{runtime}"
@@ -461,36 +548,73 @@ def bench_site(runtime: str, workdir: Path, meta: dict) -> dict:
     inv_dir.mkdir(parents=True)
     if (source / "group_vars").is_dir():
         shutil.copytree(source / "group_vars", inv_dir / "group_vars")
-    (inv_dir / "hosts.yml").write_text(json.dumps(site_inventory(source, name, runtime)))
+    key = ee.ssh_key()
+    port = SITE_SSH_PORTS.get(runtime, 22049)
+    ssh_inventory = inv_dir / "ssh.yml"
+    podman_inventory = inv_dir / "podman.yml"
+    ssh_inventory.write_text(json.dumps(site_inventory(source, name, runtime, {"port": port, "key": key})))
+    podman_inventory.write_text(json.dumps(site_inventory(source, name, runtime)))
     floor = workdir / "floor_target.yml"
     floor.write_text(FLOOR_TARGET)
+    site = str(REPO / "playbooks" / "site.yml")
     services.remove_container(name)
-    result: dict = {"target": name, "image": demo.IMAGE.name}
+    result: dict = {"target": name, "image": demo.IMAGE.name, "connection": "ssh", "runs": {}}
     network = demo.bridge(DOCKER_BRIDGE, DOCKER_BRIDGE_ADDRESS) if runtime == "docker" else contextlib.nullcontext()
+    mitogen = mitogen_strategy_dir(workdir)
     with network:
         try:
             services.ensure_demo_target(name, demo.IMAGE.name, label="nanoclaw.provision=bench", host_network=True)
-            source = upstream.mirror()
-            demo.write_upstream_json(source)
-            demo.prepare_target(meta, name, source)
+            source_repo = upstream.mirror()
+            demo.write_upstream_json(source_repo)
+            demo.prepare_target(meta, name, source_repo)
             if runtime == "docker":
                 demo.write_daemon_json(name, DOCKER_DAEMON_OPTIONS)
-            wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(floor)])
-            if rc != 0:
-                raise HarnessError(f"Ansible floor on {name} failed:\n{output[-2000:]}")
-            result["floor"] = wall
-            for label in ("first", "rerun"):
+            ee.ensure_sshd(name, key, port)
+            # (label, inventory, playbook, extra argv, extra environment)
+            plan: list[tuple[str, Path, str, list[str], dict]] = [
+                ("floor", ssh_inventory, str(floor), [], {}),
+                ("floor_podman", podman_inventory, str(floor), [], {}),
+                ("first", ssh_inventory, site, [], {}),
+                ("rerun", ssh_inventory, site, [], {}),
+                ("check", ssh_inventory, site, ["--check"], {}),
+                ("mitogen", ssh_inventory, site, [], {"ANSIBLE_STRATEGY_PLUGINS": str(mitogen), "ANSIBLE_STRATEGY": "mitogen_linear"}),
+                ("podman", podman_inventory, site, [], {}),
+            ]
+            if baseline:
+                collections, commit = baseline_collections(workdir, baseline)
+                result["baseline"] = {"ref": baseline, "commit": commit}
+                plan.append(
+                    (
+                        "baseline",
+                        ssh_inventory,
+                        str(workdir / "baseline" / "playbooks" / "site.yml"),
+                        [],
+                        {"ANSIBLE_COLLECTIONS_PATH": str(collections)},
+                    )
+                )
+            for label, inventory, playbook, extra, env in plan:
                 log_file = OUTPUT / f"bench-site-{runtime}-{label}.log"
-                log(f"site.yml ({label}) on {name}; output in {log_file}")
-                wall, output, rc = ansible_playbook(["-i", str(inv_dir), str(REPO / "playbooks" / "site.yml")], log_file=log_file)
+                log(f"site.yml bench ({label}) on {name}; output in {log_file}")
+                wall, output, rc = ansible_playbook(["-i", str(inventory), playbook, *extra], env={**PROFILE_ENV, **env}, log_file=log_file)
                 counts = recap(output).get(name, {})
-                result[label] = {"wall": wall, "changed": counts.get("changed"), "rc": rc, "failed": counts.get("failed")}
+                entry = {"wall": wall, "changed": counts.get("changed"), "rc": rc, "failed": counts.get("failed")}
+                if playbook != str(floor):
+                    entry["roles"] = role_stats(output, name)
+                result["runs"][label] = entry
+                if label.startswith("floor"):
+                    result[label] = wall
                 if rc != 0:
                     result["error"] = f"site.yml {label} run failed (rc {rc}); log in tests/output/{log_file.name}"
-                    break
+                    if label in ("floor", "first"):
+                        break
+            # The keys the report and older raw data share.
+            result["first"] = result["runs"].get("first", {})
+            result["rerun"] = result["runs"].get("rerun", {})
         finally:
             # The target (and its dockerd) goes before the bridge it uses.
             services.remove_container(name)
+            if baseline:
+                run(["git", "worktree", "remove", "--force", str(workdir / "baseline")], check=False, capture=True, quiet=True, cwd=REPO)
     return result
 
 
@@ -559,6 +683,149 @@ def cell_text(text: str) -> str:
 def site_image(data: dict) -> str:
     images_used = {row.get("image") for row in data["site"].values() if row.get("image")}
     return ", ".join(sorted(images_used)) or "localhost/nanoclaw-target:debian13"
+
+
+SITE_GOAL_SHARE = 0.15
+SITE_GOAL_SECONDS = 30.0
+SITE_CHECK_GOAL = 1.2
+
+
+def _wall(run_: dict | None) -> str:
+    if not run_:
+        return "not run"
+    return fmt_s(run_["wall"]) + ("" if run_.get("rc") == 0 else f" (FAILED, rc {run_.get('rc')})")
+
+
+def render_site(data: dict) -> list[str]:
+    """The site.yml section: the SSH rows against the goal, the other ways to rerun, tasks per role."""
+    lines = [
+        "",
+        "## site.yml: first converge vs idempotent rerun",
+        "",
+        "`ansible-playbook playbooks/site.yml` against a fresh systemd target container per runtime, set up as `./run site`",
+        f"sets up its demo target: the Debian 13 image (`{site_image(data)}`), privileged, in this machine's network",
+        "namespace (to reach the harness's loopback registries), with the FIXTURE NanoClaw repository and Node tarball",
+        "copied in; the variables of `inventories/demo` (pinned fixture commit, docker.io through the pre-seeded mirror,",
+        "the image pushed to the TLS + htpasswd registry) and `nanoclaw_runtime` per row. The target runs sshd on loopback;",
+        "site.yml reaches it **over SSH with pipelining** (`ansible.cfg`; OpenSSH's ControlPersist), as users run it.",
+        "The first converge installs the runtime from Debian's archive, clones and builds NanoClaw, builds and pushes the",
+        "agent image and runs the compat checks and the agent smoke test; the rerun, with the same command, must change",
+        "nothing. For the docker row the target's dockerd uses a bridge of the benchmark's own",
+        f"(`{DOCKER_BRIDGE}`, made before the target starts, deleted after) without iptables rules",
+        "(`nanoclaw_docker_daemon_options`), so this machine's docker0 and firewall stay untouched. Floor: a play that only",
+        "connects and gathers facts on the same target over the same connection.",
+        "",
+        f"Goal (issue 17): the no-change rerun within {SITE_GOAL_SHARE:.0%} of the first converge and {SITE_GOAL_SECONDS:.0f} s;",
+        f"the same rerun with `--check` within {SITE_CHECK_GOAL}x of it.",
+        "",
+        "| runtime | floor | first converge | changed | rerun | changed | rerun / first | rerun / floor | goal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for runtime, row in data["site"].items():
+        if "not_measured" in row:
+            lines.append(f"| {runtime} | not measured: {cell_text(row['not_measured'])} | | | | | | | |")
+            continue
+        if "floor" not in row:
+            lines.append(f"| {runtime} | failed: {cell_text(row.get('error', ''))} | | | | | | | |")
+            continue
+        first, rerun = row.get("first") or {}, row.get("rerun") or {}
+        share = rerun["wall"] / first["wall"] if first.get("wall") and rerun.get("wall") else None
+        met = (
+            "met"
+            if share is not None and share <= SITE_GOAL_SHARE and rerun["wall"] <= SITE_GOAL_SECONDS and rerun.get("changed") == 0
+            else "**not met**"
+        )
+        lines.append(
+            f"| {runtime} | {fmt_s(row['floor'])} | {_wall(first)} | {first.get('changed', '')} | {_wall(rerun)} "
+            f"| {rerun.get('changed', '')} | {f'{share:.1%}' if share is not None else ''} "
+            f"| {(format(rerun['wall'] / row['floor'], '.2f') + 'x') if rerun.get('wall') else ''} | {met if share is not None else ''} |"
+        )
+    runs_of = {rt: row.get("runs") or {} for rt, row in data["site"].items()}
+    if any(runs_of.values()):
+        baseline = next((row["baseline"] for row in data["site"].values() if row.get("baseline")), None)
+        lines += [
+            "",
+            "### The same rerun, other ways",
+            "",
+            "Right after the rerun above, on the same target: `--check`; Mitogen for Ansible's `mitogen_linear`",
+            f"strategy (PyPI `mitogen` {MITOGEN_VERSION}, installed for the run only) over the same SSH; the harness's",
+            "`containers.podman.podman` connection (`podman exec`, pipelined by `tests/harness/ansible_plugins`), against",
+            "its own floor"
+            + (
+                f"; and the collection as it was at `{baseline['commit'][:10]}` (`--baseline {baseline['ref']}`, a git"
+                " worktree), over the same SSH: *before* this collection's rerun work."
+                if baseline
+                else "."
+            ),
+            "",
+            "| runtime | rerun (SSH) | --check | check / rerun | Mitogen | Mitogen / rerun | Podman connection (floor) "
+            "| Podman / its floor |" + (" before (SSH) | rerun / before |" if baseline else ""),
+            "|---|---|---|---|---|---|---|---|" + ("---|---|" if baseline else ""),
+        ]
+        for runtime, runs in runs_of.items():
+            rerun = runs.get("rerun")
+            if not rerun:
+                continue
+
+            def ratio(other: dict | None, base: float) -> str:
+                return f"{other['wall'] / base:.2f}x" if other and other.get("wall") and base else ""
+
+            check, mito, pod, before = runs.get("check"), runs.get("mitogen"), runs.get("podman"), runs.get("baseline")
+            floor_podman = data["site"][runtime].get("floor_podman")
+            cells = [
+                runtime,
+                _wall(rerun),
+                _wall(check) + (f", changed={check.get('changed')}" if check else ""),
+                ratio(check, rerun["wall"]),
+                _wall(mito) + (f", changed={mito.get('changed')}" if mito else ""),
+                ratio(mito, rerun["wall"]),
+                _wall(pod) + (f" ({fmt_s(floor_podman)})" if floor_podman else ""),
+                ratio(pod, floor_podman or 0),
+            ]
+            if baseline:
+                cells += [
+                    _wall(before) + (f", changed={before.get('changed')}" if before else ""),
+                    ratio(rerun, before["wall"]) if before else "",
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "### Tasks per role in the no-change rerun",
+            "",
+            "Tasks that ran on the target (ok or changed), tasks skipped, and their seconds (profile_tasks), per role;",
+            "`(play)` is site.yml's own tasks and fact gathering."
+            + (" *before*: the collection at the baseline commit, on the same target." if baseline else ""),
+            "",
+        ]
+        for runtime, runs in runs_of.items():
+            after = (runs.get("rerun") or {}).get("roles") or {}
+            before_roles = (runs.get("baseline") or {}).get("roles") or {}
+            if not after:
+                continue
+            head = f"| {runtime}: role | ran | skipped | seconds |" + (
+                " ran before | skipped before | seconds before |" if before_roles else ""
+            )
+            lines += [head, "|---|---|---|---|" + ("---|---|---|" if before_roles else "")]
+            for role in sorted(set(after) | set(before_roles), key=lambda r: -(after.get(r) or {}).get("seconds", 0)):
+                a, b = after.get(role) or {}, before_roles.get(role) or {}
+                cells = [
+                    role.replace("nanoclaw.provision.", ""),
+                    str(a.get("ran", 0)),
+                    str(a.get("skipped", 0)),
+                    f"{a.get('seconds', 0):.1f}",
+                ]
+                if before_roles:
+                    cells += [str(b.get("ran", 0)), str(b.get("skipped", 0)), f"{b.get('seconds', 0):.1f}"]
+                lines.append("| " + " | ".join(cells) + " |")
+            total = {k: sum(v.get(k, 0) for v in after.values()) for k in ("ran", "skipped", "seconds")}
+            cells = ["**all**", str(total["ran"]), str(total["skipped"]), f"{total['seconds']:.1f}"]
+            if before_roles:
+                tb = {k: sum(v.get(k, 0) for v in before_roles.values()) for k in ("ran", "skipped", "seconds")}
+                cells += [str(tb["ran"]), str(tb["skipped"]), f"{tb['seconds']:.1f}"]
+            lines += ["| " + " | ".join(cells) + " |", ""]
+    if any(row.get("error") for row in data["site"].values()):
+        lines += ["", *[f"- {rt}: {row['error']}" for rt, row in data["site"].items() if row.get("error")]]
+    return lines
 
 
 def render(data: dict) -> str:
@@ -668,52 +935,8 @@ def render(data: dict) -> str:
             f"| no-change rerun | {fmt_s(ai['rerun']['wall'])} | {ai['rerun']['changed']} | {ai['rerun']['wall'] / ai['floor']:.2f}x |",
         ]
     )
-    lines += (
-        []
-        if not data["site"]
-        else [
-            "",
-            "## site.yml: first converge vs idempotent rerun",
-            "",
-            "`ansible-playbook playbooks/site.yml` against a fresh systemd target container per row, set up as `./run site`",
-            f"sets up its demo target: the Debian 13 image (`{site_image(data)}`), privileged, in this machine's network",
-            "namespace (to reach the harness's loopback registries), with the FIXTURE NanoClaw repository and Node tarball",
-            "copied in; the variables of `inventories/demo` (pinned fixture commit, docker.io through the pre-seeded mirror,",
-            "the image pushed to the TLS + htpasswd registry) and `nanoclaw_runtime` per row, over a Podman connection.",
-            "The first converge installs the runtime from Debian's archive, clones and builds NanoClaw, builds and pushes the",
-            "agent image and runs the compat checks and the agent smoke test; the rerun must change nothing. For the docker",
-            f"row the target's dockerd uses a bridge of the benchmark's own (`{DOCKER_BRIDGE}`, made before the target starts,",
-            "deleted after) without iptables rules (`nanoclaw_docker_daemon_options`), so this machine's docker0 and firewall",
-            "stay untouched. Floor: a play that only connects and gathers facts on the same target.",
-            "",
-            "| runtime | floor | first converge | changed | rerun | changed | first / floor | rerun / floor |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-    )
-    for runtime, row in data["site"].items():
-        if "not_measured" in row:
-            lines.append(f"| {runtime} | not measured: {cell_text(row['not_measured'])} | | | | | | |")
-            continue
-        if "floor" not in row:
-            lines.append(f"| {runtime} | failed: {row.get('error', '')} | | | | | | |")
-            continue
-        first, rerun = row.get("first", {}), row.get("rerun", {})
-
-        def cell(run_: dict, floor: float = row["floor"]) -> tuple[str, str, str]:
-            if not run_:
-                return ("not run", "", "")
-            ok = run_["rc"] == 0
-            return (
-                fmt_s(run_["wall"]) + ("" if ok else f" (FAILED, rc {run_['rc']})"),
-                str(run_["changed"]),
-                f"{run_['wall'] / floor:.2f}x",
-            )
-
-        f1, f2, f3 = cell(first)
-        r1, r2, r3 = cell(rerun)
-        lines.append(f"| {runtime} | {fmt_s(row['floor'])} | {f1} | {f2} | {r1} | {r2} | {f3} | {r3} |")
-    if any(row.get("error") for row in data["site"].values()):
-        lines += ["", *[f"- {rt}: {row['error']}" for rt, row in data["site"].items() if row.get("error")]]
+    if data["site"]:
+        lines += render_site(data)
     lines += [
         "",
         "## Reproduce",
@@ -727,6 +950,60 @@ def render(data: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# The report's sections each part writes (a section is a "## " heading and what follows it).
+PART_SECTIONS = {
+    "engines": ("## Agent cold start", "## 5 concurrent agents"),
+    "kubernetes": ("## Agent cold start", "## 5 concurrent agents"),
+    "agent_image": ("## agent_image role",),
+    "site": ("## site.yml",),
+}
+
+
+def _sections(text: str) -> list[tuple[str, str]]:
+    """(heading line, the section's text including the heading) in order; the preamble has heading ''."""
+    out: list[tuple[str, str]] = []
+    for chunk in re.split(r"(?m)^(?=## )", text):
+        heading = chunk.split("\n", 1)[0] if chunk.startswith("## ") else ""
+        out.append((heading, chunk))
+    return out
+
+
+def keep_sections(new: str, old: str, measured: set[str]) -> str:
+    """A run of some parts only (``--only``): the sections of the parts it did not measure come
+    from the previous report, marked as such, instead of being left out."""
+    kept_prefixes = {
+        prefix
+        for part, prefixes in PART_SECTIONS.items()
+        for prefix in prefixes
+        if not any(other in measured for other, others in PART_SECTIONS.items() if prefix in others)
+    }
+    commit = re.search(r"Measured at commit `([0-9a-f]+)`", old)
+    date = re.search(r"`\), ([0-9-]+ [0-9:]+ UTC), in", old)
+    note = (
+        f"*Kept from the previous report (commit `{commit.group(1)[:10] if commit else '?'}`, "
+        f"{date.group(1) if date else '?'}): this run (`--only {','.join(sorted(measured))}`) did not measure it.*"
+    )
+    order = ["", "## Machine", *dict.fromkeys(p for ps in PART_SECTIONS.values() for p in ps), "## Reproduce"]
+
+    def by_prefix(text: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for heading, body in _sections(text):
+            prefix = next((p for p in order if p and heading.startswith(p)), heading)
+            found.setdefault(prefix, body)
+        return found
+
+    new_parts, old_parts = by_prefix(new), by_prefix(old)
+    out: list[str] = []
+    for prefix in order:
+        if prefix in kept_prefixes:
+            if prefix in old_parts:
+                title, _, rest = old_parts[prefix].partition("\n")
+                out.append(f"{title}\n\n{note}\n{rest}")
+        elif prefix in new_parts:
+            out.append(new_parts[prefix])
+    return "".join(out)
 
 
 # ---------------------------------------------------------------- main
@@ -750,6 +1027,11 @@ def main(argv: list[str] | None = None) -> int:
         "--site-runtimes",
         default=",".join(SITE_RUNTIMES),
         help=f"comma-separated nanoclaw_runtime values for the site.yml rows (default: {','.join(SITE_RUNTIMES)})",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also rerun site.yml with the collection at this git ref (a worktree), for the before/after rows",
     )
     parser.add_argument(
         "--from-json", type=Path, help="measure nothing: render the report again from a run's raw data (tests/output/bench.json)"
@@ -843,7 +1125,7 @@ def main(argv: list[str] | None = None) -> int:
                 images.ensure_podman_image(demo.IMAGE)
                 for runtime in site_runtimes:
                     log(f"site.yml first converge and rerun, nanoclaw_runtime={runtime}")
-                    data["site"][runtime] = bench_site(runtime, workdir, meta)
+                    data["site"][runtime] = bench_site(runtime, workdir, meta, args.baseline)
     finally:
         services.stop_started()
     data["loadavg_end"] = os.getloadavg()
@@ -851,7 +1133,10 @@ def main(argv: list[str] | None = None) -> int:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / ("bench-smoke.json" if args.smoke else "bench.json")).write_text(json.dumps(data, indent=2, default=str) + "\n")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(data))
+    text = render(data)
+    if parts != set(PARTS) and output.exists():
+        text = keep_sections(text, output.read_text(), parts)
+    output.write_text(text)
     log(f"wrote {output} ({data['seconds']:.0f} s)")
     failed = [rt for rt, row in data["site"].items() if row.get("error")]
     if failed:

@@ -192,7 +192,7 @@ def ensure_ee(base: str) -> str:
 
 
 # ---------------------------------------------------------------- target and runner
-def _ssh_key() -> Path:
+def ssh_key() -> Path:
     key = WORK / "ssh" / "id_ed25519"
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True)
@@ -201,17 +201,18 @@ def _ssh_key() -> Path:
     return key
 
 
-SSHD_DROP_IN = f"""# nanoclaw.provision test harness (tests/harness/ee.py): the EE reaches this target over SSH.
+def sshd_drop_in(port: int) -> str:
+    return f"""# nanoclaw.provision test harness (tests/harness/ee.py): the EE reaches this target over SSH.
 # The target shares the test machine's network namespace: loopback only, on a port of its own.
-Port {SSH_PORT}
+Port {port}
 ListenAddress 127.0.0.1
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 """
 
 
-def ensure_sshd(target: str, key: Path) -> None:
-    """An SSH server in the target on 127.0.0.1:SSH_PORT that accepts the harness's key.
+def ensure_sshd(target: str, key: Path, port: int = SSH_PORT) -> None:
+    """An SSH server in the target on 127.0.0.1:``port`` that accepts the harness's key.
 
     The configuration is written before openssh-server is installed: the package starts sshd at
     once, and in the shared network namespace its default port 22 would be this machine's."""
@@ -219,7 +220,7 @@ def ensure_sshd(target: str, key: Path) -> None:
     def inside(script: str, input_text: str | None = None) -> None:
         run(["podman", "exec", "-i", target, "sh", "-c", script], input_text=input_text, capture=True, quiet=True)
 
-    inside("install -d -m 0755 /etc/ssh/sshd_config.d && cat > /etc/ssh/sshd_config.d/nanoclaw-ee.conf", SSHD_DROP_IN)
+    inside("install -d -m 0755 /etc/ssh/sshd_config.d && cat > /etc/ssh/sshd_config.d/nanoclaw-ee.conf", sshd_drop_in(port))
     inside(
         "command -v sshd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
         "apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; }"
@@ -233,13 +234,13 @@ def ensure_sshd(target: str, key: Path) -> None:
     deadline = time.monotonic() + 30
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", SSH_PORT), timeout=2) as conn:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
                 if conn.recv(4).startswith(b"SSH-"):
                     return
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise HarnessError(f"sshd in {target} does not answer on 127.0.0.1:{SSH_PORT}")
+            raise HarnessError(f"sshd in {target} does not answer on 127.0.0.1:{port}")
         time.sleep(0.5)
 
 
@@ -427,7 +428,7 @@ def stage(target: str, expect_unchanged: bool = False) -> tuple[list[str], dict[
     ee_image = ensure_ee(base)
     timings["EE image (ansible-builder)"] = time.monotonic() - mark
     mark = time.monotonic()
-    key = _ssh_key()
+    key = ssh_key()
     ensure_sshd(target, key)
     timings["sshd in the target"] = time.monotonic() - mark
     pdd = STATE / "ee-runner"

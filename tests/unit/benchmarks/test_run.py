@@ -77,7 +77,7 @@ def test_report_gives_ratios_against_the_floor_and_names_what_was_not_measured()
     assert "| Kubernetes Job | not measured: no Job engine |" in text
     assert "| Podman | 2.00 s | 3.00 s | 3.00 s | 1.50x | 1.00/s | 4.00/s | 4.00x |" in text
     assert "| no-change rerun | 3.00 s | 0 | 1.50x |" in text
-    assert "| podman | 5.00 s | 20.00 s | 2 | 10.00 s | 0 | 4.00x | 2.00x |" in text
+    assert "| podman | 5.00 s | 20.00 s | 2 | 10.00 s | 0 | 50.0% | 2.00x | **not met** |" in text
     assert "`abc123`" in text
     assert "SMOKE" not in text
 
