@@ -427,7 +427,14 @@ def site_inventory(source: Path, name: str, runtime: str, ssh: dict | None = Non
     data = load_yaml(source / "hosts.yml") or {}
     group = data.get("nanoclaw_hosts") or {}
     host = dict(group.get("vars") or {})
-    host.update(next(iter((group.get("hosts") or {}).values()), None) or {})
+    # The source's host of this runtime (else its first), with its host_vars: the demo's Docker
+    # host names the compat check this test machine cannot pass (nanoclaw_site_compat_not_required).
+    hosts = group.get("hosts") or {}
+    demo_name = next((n for n, v in hosts.items() if (v or {}).get("nanoclaw_runtime") == runtime), next(iter(hosts), None))
+    host.update(hosts.get(demo_name) or {})
+    host_vars = source / "host_vars" / f"{demo_name}.yml"
+    if demo_name and host_vars.is_file():
+        host.update(load_yaml(host_vars) or {})
     for key in ("ansible_host", "ansible_port", "ansible_user"):
         host.pop(key, None)
     host.update(
@@ -565,19 +572,29 @@ def bench_site(runtime: str, workdir: Path, meta: dict, baseline: str | None = N
         try:
             services.ensure_demo_target(name, demo.IMAGE.name, label="nanoclaw.provision=bench", host_network=True)
             source_repo = upstream.mirror()
-            demo.write_upstream_json(source_repo)
+            # The pins and the prebuilt agent image the demo inventory pulls (pull mode), as ./run site writes them.
+            demo.write_upstream_json(source_repo, demo.push_agent_image())
             demo.prepare_target(meta, name, source_repo)
             if runtime == "docker":
                 demo.write_daemon_json(name, DOCKER_DAEMON_OPTIONS)
             ee.ensure_sshd(name, key, port)
+            # A disposable target made for this run: a new host key every time (Mitogen's SSH reads
+            # host_key_checking, not the ssh options of the inventory).
+            ssh_env = {"ANSIBLE_HOST_KEY_CHECKING": "False"}
             # (label, inventory, playbook, extra argv, extra environment)
             plan: list[tuple[str, Path, str, list[str], dict]] = [
-                ("floor", ssh_inventory, str(floor), [], {}),
+                ("floor", ssh_inventory, str(floor), [], ssh_env),
                 ("floor_podman", podman_inventory, str(floor), [], {}),
-                ("first", ssh_inventory, site, [], {}),
-                ("rerun", ssh_inventory, site, [], {}),
-                ("check", ssh_inventory, site, ["--check"], {}),
-                ("mitogen", ssh_inventory, site, [], {"ANSIBLE_STRATEGY_PLUGINS": str(mitogen), "ANSIBLE_STRATEGY": "mitogen_linear"}),
+                ("first", ssh_inventory, site, [], ssh_env),
+                ("rerun", ssh_inventory, site, [], ssh_env),
+                ("check", ssh_inventory, site, ["--check"], ssh_env),
+                (
+                    "mitogen",
+                    ssh_inventory,
+                    site,
+                    [],
+                    {**ssh_env, "ANSIBLE_STRATEGY_PLUGINS": str(mitogen), "ANSIBLE_STRATEGY": "mitogen_linear"},
+                ),
                 ("podman", podman_inventory, site, [], {}),
             ]
             if baseline:
@@ -998,7 +1015,9 @@ def keep_sections(new: str, old: str, measured: set[str]) -> str:
     out: list[str] = []
     for prefix in order:
         if prefix in kept_prefixes:
-            if prefix in old_parts:
+            if prefix in old_parts and "*Kept from the previous report" in old_parts[prefix]:
+                out.append(old_parts[prefix])  # kept before: it still says from which run
+            elif prefix in old_parts:
                 title, _, rest = old_parts[prefix].partition("\n")
                 out.append(f"{title}\n\n{note}\n{rest}")
         elif prefix in new_parts:

@@ -132,6 +132,57 @@ def test_a_failing_check_fails_the_module_only_when_required(tmp_path):
     assert set(no_socket["summary"]["required_failed"]) == V1_PATTERNS | {"stop", "build"}
 
 
+def test_a_rerun_reuses_the_recorded_checks_until_what_they_depend_on_changes(tmp_path):
+    state = tmp_path / "state"
+    record_file = state / "runtime_compat.json"
+    base = {"image": IMAGE, "generation": "v1", "record": str(record_file)}
+    (tmp_path / "real").mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    linked = {**base, "record": str(tmp_path / "link" / "runtime_compat.json")}
+    play = run_module(
+        tmp_path, "runtime_compat", [base, base, {**base, "limits": {"memory": 128}}, {**base, "reuse_max_age": 0}, linked, linked]
+    )
+    first, again, other_limits, no_reuse, link_first, link_again = play.results
+    for result in play.results:
+        assert not result.get("failed"), result["msg"]
+        assert_common(result)
+    # The first run checks everything and keeps its result owner-only.
+    assert first["reused"] is False
+    assert (record_file.stat().st_mode & 0o777, state.stat().st_mode & 0o777) == (0o600, 0o700)
+    # The same run again: info only, the rest is the record's (the same seconds, to the millisecond).
+    assert again["reused"] is True
+    assert "reused from the full run of " + first["checked_at"] in again["msg"]
+    assert again["checked_at"] == first["checked_at"]
+    assert again["limits"] == first["limits"]
+    recorded = [(c["name"], c["passed"], c["seconds"], c["detail"]) for c in first["checks"] if c["name"] != "info"]
+    assert [(c["name"], c["passed"], c["seconds"], c["detail"]) for c in again["checks"] if c["name"] != "info"] == recorded
+    assert again["checks"][0]["name"] == "info"
+    # Other options are another fingerprint; reuse_max_age 0 never reuses.
+    assert other_limits["reused"] is False
+    assert other_limits["limits"]["memory"] == str(128 * 1024 * 1024)
+    assert no_reuse["reused"] is False
+    # A record directory that is a symlink is neither read nor written: a warning, every check runs.
+    assert (link_first["reused"], link_again["reused"]) == (False, False)
+    assert any("could not record" in w and "symlink" in w for w in link_again.get("warnings", []))
+    assert list((tmp_path / "real").iterdir()) == []
+    assert DOCKER.names("name=nanoclaw-compat-") == []
+
+
+def test_check_mode_reuses_a_record_but_never_writes_one(tmp_path):
+    record_file = tmp_path / "state" / "runtime_compat.json"
+    call = {"image": IMAGE, "generation": "v1", "record": str(record_file)}
+    checked = run_module(tmp_path, "runtime_compat", [call], check=True).result
+    assert not checked.get("failed"), checked["msg"]
+    assert checked["reused"] is False
+    assert not record_file.exists()
+    real = run_module(tmp_path, "runtime_compat", [call], check=False).result
+    assert real["reused"] is False
+    assert record_file.exists()
+    checked_again = run_module(tmp_path, "runtime_compat", [call], check=True).result
+    assert checked_again["reused"] is True
+    assert checked_again["checked_at"] == real["checked_at"]
+
+
 @pytest.mark.usefixtures("tun_usable")
 def test_rootless_podman_reports_what_it_does_not_do(tmp_path):
     play = run_module(tmp_path, "runtime_compat", [PODMAN.module_args(image=IMAGE, generation="both")])

@@ -8,12 +8,14 @@ import pytest
 
 from ansible_collections.nanoclaw.provision.plugins.module_utils._checks import (
     UNLIMITED,
+    Check,
     CheckList,
     effective_limits,
     engine_from_version_text,
     format_table,
     parse_info,
     parse_key_values,
+    stable_info,
     summarize,
 )
 
@@ -138,3 +140,48 @@ def test_cgroup_v2_limits():
         "cpus": UNLIMITED,
         "pids": UNLIMITED,
     }
+
+
+def test_stable_info_drops_what_changes_between_two_calls_and_keeps_what_the_checks_depend_on():
+    docker_before = {
+        "ServerVersion": "20.10.24",
+        "Driver": "overlay2",
+        "CgroupVersion": "1",
+        "SecurityOptions": ["name=seccomp,profile=default"],
+        "Containers": 3,
+        "ContainersRunning": 1,
+        "Images": 7,
+        "SystemTime": "2026-12-02T21:00:00Z",
+        "NGoroutines": 40,
+    }
+    docker_after = {**docker_before, "Containers": 5, "ContainersRunning": 2, "Images": 8, "SystemTime": "later", "NGoroutines": 52}
+    assert stable_info(docker_before) == stable_info(docker_after)
+    assert stable_info(docker_before) == {
+        "CgroupVersion": "1",
+        "Driver": "overlay2",
+        "SecurityOptions": ["name=seccomp,profile=default"],
+        "ServerVersion": "20.10.24",
+    }
+    # A change the checks depend on is still seen.
+    assert stable_info(docker_before) != stable_info({**docker_before, "CgroupVersion": "2"})
+    podman = {
+        "host": {"cgroupVersion": "v1", "uptime": "1h", "memFree": 1, "security": {"rootless": True}},
+        "store": {"graphDriverName": "overlay", "graphRootUsed": 10, "containerStore": {"number": 2}},
+        "version": {"Version": "4.3.1"},
+    }
+    later = {
+        "host": {"cgroupVersion": "v1", "uptime": "2h", "memFree": 9, "security": {"rootless": True}},
+        "store": {"graphDriverName": "overlay", "graphRootUsed": 99, "containerStore": {"number": 4}},
+        "version": {"Version": "4.3.1"},
+    }
+    assert stable_info(podman) == stable_info(later)
+    assert stable_info(podman)["store"] == {"graphDriverName": "overlay"}
+    assert stable_info(podman) != stable_info({**podman, "version": {"Version": "4.9.3"}})
+
+
+def test_a_check_record_round_trips_through_its_dict():
+    checks = CheckList(required=["info"])
+    original = checks.run("info", lambda: (True, "docker 20.10, rootful"))
+    copy = Check.from_dict(original.as_dict())
+    assert copy.as_dict() == original.as_dict()
+    assert copy.required is True
