@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_module
+from conftest import BIN, run_module
 
 from tests.harness import k8s_node
+from tests.harness.common import parse_recap
 
 NS = "nc-stage-b"
 NODE = "nanoclaw-node"
@@ -250,3 +253,93 @@ def test_an_arbitrary_uid_in_group_0_still_passes(cluster, converged, tmp_path):
     assert smoke["ipc"]["closed"] is True
     assert smoke["ipc"]["input_left"] == []
     assert ipc.stat().st_gid == 1000650000, "the kubelet applied the fsGroup to the local volume"
+
+
+# ------------------------------------------------------------------ site.yml's cluster path (issue 18.3)
+SITE_NS = "nc-site"
+SITE_HOST = "cluster-b"
+REPO = Path(__file__).resolve().parents[2]
+# What a namespaced object of the runtime is, for "a --check run changes nothing".
+SITE_KINDS = "pvc,configmap,secret,serviceaccount,role,rolebinding,resourcequota,limitrange,networkpolicy,deployment,service,job"
+
+
+@pytest.fixture(scope="module")
+def site_inventory(cluster, tmp_path_factory) -> Path:
+    """An inventory with one controller in nanoclaw_clusters: the harness's cluster, its node's
+    local volumes, the FIXTURE image imported there, and the smoke test as a Job."""
+    base = tmp_path_factory.mktemp("site")
+    base.chmod(0o755)
+    volumes = k8s_node.make_local_volumes(base / "volumes", SITE_NS)
+    host = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        **k8s_node.role_vars(SITE_NS, volumes, f"{AGENT}:ok"),
+        "nanoclaw_kubernetes_kubeconfig": str(cluster.kubeconfig),
+        "nanoclaw_kubernetes_secret_data": {"ANTHROPIC_API_KEY": ROLE_SECRET},
+        "nanoclaw_site_cluster_smoke": True,
+        # The FIXTURE answers the v1 contract (no checkout on the controller: no generation to read);
+        # kubeconfig, namespace and group come from the kubernetes role's variables.
+        "nanoclaw_site_cluster_smoke_options": {"contract": "v1", "timeout": 120, "env": {"NANOCLAW_FIXTURE_IPC_WAIT": "0"}},
+    }
+    inventory = base / "hosts.yml"
+    inventory.write_text(json.dumps({"nanoclaw_clusters": {"hosts": {SITE_HOST: host}}}))
+    inventory.chmod(0o600)
+    return inventory
+
+
+def _playbook(inventory: Path, playbook: str, *extra: str) -> tuple[int, str, dict]:
+    """ansible-playbook PLAYBOOK against the cluster inventory; its output is also kept in tests/output."""
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / playbook), *extra]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=900, cwd=REPO)
+    out = proc.stdout + proc.stderr
+    label = "-".join([playbook.replace(".yml", ""), *(e.lstrip("-").replace("=", "-") for e in extra if e != "-e")])
+    (OUTPUT / f"k8s-site-{label}-{os.environ.get('PYTEST_CURRENT_TEST', '').split('::')[-1].split(' ')[0]}.log").write_text(out)
+    return proc.returncode, out, parse_recap(out.splitlines()).get(SITE_HOST, {})
+
+
+def _versions(cluster) -> dict[str, str]:
+    items = cluster.get(SITE_KINDS, "-n", SITE_NS)["items"]
+    return {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in items}
+
+
+def test_site_yml_provisions_the_cluster_and_runs_the_smoke_job(cluster, site_inventory):
+    rc, out, recap = _playbook(site_inventory, "site.yml")
+    assert rc == 0, out[-4000:]
+    assert recap["failed"] == 0
+    assert recap["changed"] > 0
+    assert "runtime: kubernetes" in out
+    assert "smoke:   agent answered " in out, out[-3000:]
+    assert ROLE_SECRET not in out
+    claims = cluster.get("pvc", "-n", SITE_NS)["items"]
+    assert claims
+    assert all(c["status"]["phase"] == "Bound" for c in claims)
+    assert cluster.exists("configmap", "nanoclaw-agent-job-template", "-n", SITE_NS)
+    assert cluster.get("jobs", "-n", SITE_NS, "-l", "nanoclaw.dev/smoke")["items"] == [], "the smoke Job is removed"
+
+
+def test_site_yml_again_changes_nothing_and_check_mode_changes_nothing(cluster, site_inventory):
+    rc, out, recap = _playbook(site_inventory, "site.yml")
+    assert rc == 0, out[-4000:]
+    assert recap["changed"] == 0, out[-4000:]
+    before = _versions(cluster)
+    rc, out, recap = _playbook(site_inventory, "site.yml", "--check")
+    assert rc == 0, out[-4000:]
+    assert recap["changed"] == 0, out[-4000:]
+    assert "smoke:   check mode: the Job from the template is admitted in namespace nc-site" in out, out[-3000:]
+    assert _versions(cluster) == before, "a --check run changed objects in the namespace"
+
+
+def test_uninstall_keeps_the_claims_and_their_data_unless_purge(cluster, site_inventory):
+    claims = {c["metadata"]["name"]: c["metadata"]["uid"] for c in cluster.get("pvc", "-n", SITE_NS)["items"]}
+    rc, out, recap = _playbook(site_inventory, "uninstall.yml")
+    assert rc == 0, out[-4000:]
+    assert recap["changed"] > 0
+    assert "kept the data claims" in out
+    after = {c["metadata"]["name"]: c["metadata"]["uid"] for c in cluster.get("pvc", "-n", SITE_NS)["items"]}
+    assert after == claims, "uninstall.yml without nanoclaw_purge must keep every claim"
+    assert not cluster.exists("configmap", "nanoclaw-agent-job-template", "-n", SITE_NS)
+    rc, out, recap = _playbook(site_inventory, "uninstall.yml", "-e", "nanoclaw_purge=true")
+    assert rc == 0, out[-4000:]
+    assert recap["changed"] > 0
+    assert not cluster.exists("namespace", SITE_NS)
