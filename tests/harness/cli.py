@@ -749,7 +749,7 @@ def stage_registry() -> dict[str, Stage]:
             needs=("host", "k8s:build", "integration:fixtures"),
             after=("k8s:a",),
             uses=((K8S_CLUSTER, EXCLUSIVE), (DOCKER0, SHARED)),
-            estimate=260,  # cold run 2026-12-02 13:33, four lanes
+            estimate=300,  # cold run 2026-12-02 13:33 (285 s), four lanes, plus the site.yml cluster path (~30 s)
             doc="agent Jobs on a real node",
         ),
         *(molecule_stage(scenario) for scenario in molecule_scenarios(include_manual=True)),
