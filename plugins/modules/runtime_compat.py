@@ -1041,7 +1041,10 @@ BIG_FILE = 8 * 1024 * 1024
 
 
 def _file_digest(path: str) -> str:
-    """Content hash of a regular file (size and mtime for a big binary); what a symlink points to."""
+    """Content hash of a regular file (size and mtime for a big binary); what a symlink points to.
+
+    Some of these paths are the service user's (``~/.config/containers``): a symlink is never
+    followed and nothing but a regular file is read (see _read_digest)."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -1050,15 +1053,28 @@ def _file_digest(path: str) -> str:
         return "link:" + os.readlink(path)
     if not stat.S_ISREG(st.st_mode):
         return f"mode:{st.st_mode:o}:{st.st_rdev}"
-    if st.st_size > BIG_FILE:
-        return f"size:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
-    digest = hashlib.sha256()
+    return _read_digest(path)
+
+
+def _read_digest(path: str) -> str:
+    """Hash a regular file, checked on the open descriptor: a file swapped for a symlink or a FIFO
+    after the look is refused, not followed or waited on."""
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 16), b""):
-                digest.update(block)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         return f"unreadable:{exc.errno}"
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(handle.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return f"mode:{st.st_mode:o}:{st.st_rdev}"
+        if st.st_size > BIG_FILE:
+            return f"size:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        digest = hashlib.sha256()
+        try:
+            for block in iter(lambda: handle.read(1 << 16), b""):
+                digest.update(block)
+        except OSError as exc:
+            return f"unreadable:{exc.errno}"
     return f"{st.st_mode:o}:{st.st_uid}:{st.st_gid}:{digest.hexdigest()}"
 
 
