@@ -330,7 +330,7 @@ def test_site_yml_again_changes_nothing_and_check_mode_changes_nothing(cluster, 
     assert _versions(cluster) == before, "a --check run changed objects in the namespace"
 
 
-def test_uninstall_keeps_the_claims_and_their_data_unless_purge(cluster, site_inventory):
+def test_uninstall_keeps_the_claims_unless_purge(cluster, site_inventory):
     claims = {c["metadata"]["name"]: c["metadata"]["uid"] for c in cluster.get("pvc", "-n", SITE_NS)["items"]}
     rc, out, recap = _playbook(site_inventory, "uninstall.yml")
     assert rc == 0, out[-4000:]
