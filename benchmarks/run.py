@@ -519,7 +519,7 @@ def role_stats(output: str, host: str) -> dict[str, dict]:
     return stats
 
 
-def mitogen_strategy_dir(workdir: Path) -> Path:
+def mitogen_strategy_dir() -> Path:
     """Mitogen for Ansible (PyPI ``mitogen``), installed for this run only; its strategy plugins' directory."""
     target = WORK / f"mitogen-{MITOGEN_VERSION}"
     plugins = target / "ansible_mitogen" / "plugins" / "strategy"
@@ -567,7 +567,7 @@ def bench_site(runtime: str, workdir: Path, meta: dict, baseline: str | None = N
     services.remove_container(name)
     result: dict = {"target": name, "image": demo.IMAGE.name, "connection": "ssh", "runs": {}}
     network = demo.bridge(DOCKER_BRIDGE, DOCKER_BRIDGE_ADDRESS) if runtime == "docker" else contextlib.nullcontext()
-    mitogen = mitogen_strategy_dir(workdir)
+    mitogen = mitogen_strategy_dir()
     with network:
         try:
             services.ensure_demo_target(name, demo.IMAGE.name, label="nanoclaw.provision=bench", host_network=True)
