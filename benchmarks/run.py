@@ -1018,8 +1018,8 @@ def keep_sections(new: str, old: str, measured: set[str]) -> str:
             if prefix in old_parts and "*Kept from the previous report" in old_parts[prefix]:
                 out.append(old_parts[prefix])  # kept before: it still says from which run
             elif prefix in old_parts:
-                title, _, rest = old_parts[prefix].partition("\n")
-                out.append(f"{title}\n\n{note}\n{rest}")
+                title, newline, rest = old_parts[prefix].partition("\n")
+                out.append(f"{title}{newline}\n{note}\n{rest}")
         elif prefix in new_parts:
             out.append(new_parts[prefix])
     return "".join(out)
