@@ -37,6 +37,46 @@ options:
     type: list
     elements: path
     default: []
+  sockets:
+    description:
+      - Unix sockets whose listener RV(listening) reports (a connection is opened and closed at once,
+        nothing is sent); a path that is not a socket (a symbolic link, for one) is not connected to.
+    type: list
+    elements: path
+    default: []
+  expect:
+    description:
+      - Paths and the state a later task gives them; RV(matches) says for each whether it is in that state
+        already, so that task can be skipped on a rerun without a round trip of its own.
+      - The path is looked at with C(lstat), so a symbolic link never matches a directory or a file.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path.
+        type: path
+        required: true
+      state:
+        description: What the path must be.
+        type: str
+        choices: [directory, file, absent]
+        default: directory
+      owner:
+        description: Owner (name or uid); not compared when omitted.
+        type: str
+      group:
+        description: Group (name or gid); not compared when omitted.
+        type: str
+      mode:
+        description: Permission bits as an octal string, for example V('0755'); not compared when omitted.
+        type: str
+      checksum:
+        description:
+          - SHA-1 of the content a file must have (what the C(template) or C(copy) task would write, for
+            example C(lookup('ansible.builtin.template', 'x.j2') | hash('sha1'))); not compared when omitted.
+          - The file is opened without following a link and without blocking; one over 1 MiB never matches.
+        type: str
 attributes:
   check_mode:
     support: full
@@ -102,12 +142,27 @@ paths:
   description: Whether each path of O(exists) exists.
   returned: always
   type: dict
+listening:
+  description: For each socket of O(sockets), whether something accepts connections on it.
+  returned: always
+  type: dict
+matches:
+  description:
+    - For each path of O(expect), whether it is in the expected state (type, owner, group and mode).
+    - V(false) for an owner or group that does not exist on the host.
+  returned: always
+  type: dict
+  sample: {"/etc/containers/containers.conf.d": true}
 """
 
+import grp
+import hashlib
 import os
 import platform
+import pwd
 import re
 import resource
+import socket
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
@@ -198,6 +253,69 @@ def device_info(path: str) -> dict:
     return {"exists": True, "mode": f"{mode:04o}", "usable": bool(mode & stat.S_IROTH and mode & stat.S_IWOTH)}
 
 
+def listening(path: str) -> bool:
+    """Whether a process accepts connections on the unix socket ``path`` (lstat first: no link followed)."""
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+def _id(name: str | None, lookup, attribute: str) -> int | None:
+    """A uid or gid from a name or a number; None for a name the host does not know."""
+    if name is None or str(name).isdigit():
+        return None if name is None else int(name)
+    try:
+        return getattr(lookup(str(name)), attribute)
+    except KeyError:
+        return None
+
+
+def matches(expect: dict) -> bool:
+    """Whether ``expect['path']`` is (lstat, no link followed) in the state ``expect`` gives."""
+    try:
+        st = os.lstat(expect["path"])
+    except FileNotFoundError:
+        return expect.get("state", "directory") == "absent"
+    except OSError:
+        return False
+    state = expect.get("state") or "directory"
+    kind = "directory" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
+    if kind != state:
+        return False
+    for key, lookup, attribute, actual in (
+        ("owner", pwd.getpwnam, "pw_uid", st.st_uid),
+        ("group", grp.getgrnam, "gr_gid", st.st_gid),
+    ):
+        if expect.get(key) is not None and _id(expect[key], lookup, attribute) != actual:
+            return False
+    mode = expect.get("mode")
+    if mode is not None and int(str(mode), 8) != stat.S_IMODE(st.st_mode):
+        return False
+    return expect.get("checksum") is None or _sha1(expect["path"]) == expect["checksum"].lower()
+
+
+MAX_HASHED = 1024 * 1024
+
+
+def _sha1(path: str) -> str | None:
+    """SHA-1 of a regular file of at most MAX_HASHED bytes, opened without following a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HASHED:
+            return None
+        return hashlib.sha1(f.read(MAX_HASHED + 1)).hexdigest()  # nosec - a content fingerprint, as Ansible's own
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -205,9 +323,26 @@ def main() -> None:
             "devices": {"type": "list", "elements": "path", "default": ["/dev/net/tun", "/dev/fuse"]},
             "read": {"type": "list", "elements": "path", "default": []},
             "exists": {"type": "list", "elements": "path", "default": []},
+            "sockets": {"type": "list", "elements": "path", "default": []},
+            "expect": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "state": {"type": "str", "choices": ["directory", "file", "absent"], "default": "directory"},
+                    "owner": {"type": "str"},
+                    "group": {"type": "str"},
+                    "mode": {"type": "str"},
+                    "checksum": {"type": "str"},
+                },
+            },
         },
         supports_check_mode=True,
     )
+    for expect in module.params["expect"]:
+        if expect["mode"] is not None and not re.fullmatch(r"0?[0-7]{3,4}", expect["mode"]):
+            module.fail_json(msg=f"expect: mode {expect['mode']!r} of {expect['path']} is not an octal string such as '0755'")
     mounts = parse_mountinfo(_read("/proc/self/mountinfo"))
     fs_path = nearest_existing(module.params["path"])
     version = _read("/proc/version").lower()
@@ -225,6 +360,8 @@ def main() -> None:
         kernel=platform.release(),
         files={f: (_read(f) if os.path.isfile(f) else None) for f in module.params["read"]},
         paths={p: os.path.exists(p) for p in module.params["exists"]},
+        listening={p: listening(p) for p in module.params["sockets"]},
+        matches={e["path"]: matches(e) for e in module.params["expect"]},
     )
 
 
