@@ -73,24 +73,25 @@ description:
     requires the agent to end. Failures - V(ipc_no_reply), V(ipc_not_closed).
 author:
   - nanoclaw.provision maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - nanoclaw.provision.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: partial
     details:
       - In check mode the module only checks that the CLI answers and the image exists; it does not
         start the agent. In Job mode it reads the template and creates the Job as a server-side dry
         run (admission, quota and RBAC are checked; nothing is created).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second
-      invocation indicates no change.
     support: full
     details:
       - Never reports C(changed). The containers and Jobs it starts are removed, and the temporary
         directories it creates are deleted.
+  platform:
+    platforms: posix
 options:
   image:
     description:

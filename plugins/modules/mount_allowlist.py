@@ -30,10 +30,13 @@ author:
   - nanoclaw.provision maintainers (@nanoclaw-provision)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - nanoclaw.provision.attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
+    support: full
+  idempotent:
     support: full
   platform:
     platforms: posix

@@ -29,11 +29,14 @@ author:
   - nanoclaw.provision maintainers (@nanoclaw-provision)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - nanoclaw.provision.attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
+  idempotent:
+    support: full
   platform:
     platforms: posix
 options:

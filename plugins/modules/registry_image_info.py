@@ -67,11 +67,19 @@ options:
       - Seconds to wait for each request.
     type: int
     default: 30
-extends_documentation_fragment: []
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - nanoclaw.provision.attributes
 attributes:
   check_mode:
     support: full
-    description: Reads only.
+    details: Reads only.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+  platform:
+    platforms: posix
 notes:
   - Works on the controller or on a managed host; needs only Python.
 """

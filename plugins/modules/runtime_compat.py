@@ -45,23 +45,24 @@ description:
     with C(rm -f) if still there), the image tag it builds, and its temporary directories.
 author:
   - nanoclaw.provision maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - nanoclaw.provision.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - The module only reads the host's state. It runs the same in check mode - it starts
         throwaway C(--rm) containers, builds and removes one probe image tag and uses temporary
         directories, all removed before it returns, so a check-mode run reports real results.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second
-      invocation indicates no change.
     support: full
     details:
       - Never reports C(changed).
+  platform:
+    platforms: posix
 options:
   image:
     description:
