@@ -28,12 +28,25 @@ options:
     elements: path
     default: ["/dev/net/tun", "/dev/fuse"]
   read:
-    description: Small text files whose content is returned in RV(files) (V(null) when missing).
+    description:
+      - Small text files whose content is returned in RV(files) (V(null) when missing).
+      - Each is opened without following a link and without blocking, and read only when it is a
+        regular file of at most 1 MiB (else V(null)).
+    type: list
+    elements: path
+    default: []
+  sha256:
+    description: Files whose SHA-256 RV(sha256) returns, opened as O(read) opens them (V(null) when missing).
     type: list
     elements: path
     default: []
   exists:
     description: Paths whose existence is returned in RV(paths).
+    type: list
+    elements: path
+    default: []
+  list:
+    description: Directories whose entries RV(listing) returns (a path that is not a directory, a link included, gives V(null)).
     type: list
     elements: path
     default: []
@@ -77,13 +90,19 @@ options:
             example C(lookup('ansible.builtin.template', 'x.j2') | hash('sha1'))); not compared when omitted.
           - The file is opened without following a link and without blocking; one over 1 MiB never matches.
         type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - nanoclaw.provision.attributes
 attributes:
   check_mode:
     support: full
-    description: The module only reads.
+    details: The module only reads.
   diff_mode:
     support: none
-    description: Nothing to diff.
+  idempotent:
+    support: full
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""
@@ -138,8 +157,16 @@ files:
   description: Content of each file of O(read), V(null) when it does not exist.
   returned: always
   type: dict
+sha256:
+  description: SHA-256 (hex) of each file of O(sha256), V(null) when it does not exist.
+  returned: always
+  type: dict
 paths:
   description: Whether each path of O(exists) exists.
+  returned: always
+  type: dict
+listing:
+  description: For each directory of O(list), the sorted names of its entries, V(null) when it is not a directory.
   returned: always
   type: dict
 listening:
@@ -253,6 +280,16 @@ def device_info(path: str) -> dict:
     return {"exists": True, "mode": f"{mode:04o}", "usable": bool(mode & stat.S_IROTH and mode & stat.S_IWOTH)}
 
 
+def listing(path: str) -> list[str] | None:
+    """Sorted entry names of a directory (lstat first: a link to one is not listed)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return None
+        return sorted(os.listdir(path))
+    except OSError:
+        return None
+
+
 def listening(path: str) -> bool:
     """Whether a process accepts connections on the unix socket ``path`` (lstat first: no link followed)."""
     try:
@@ -303,17 +340,34 @@ def matches(expect: dict) -> bool:
 MAX_HASHED = 1024 * 1024
 
 
-def _sha1(path: str) -> str | None:
-    """SHA-1 of a regular file of at most MAX_HASHED bytes, opened without following a link."""
+def read_file(path: str) -> bytes | None:
+    """A regular file of at most MAX_HASHED bytes, opened without following a link or blocking."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HASHED:
+        os.close(fd)
+        return None
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HASHED:
-            return None
-        return hashlib.sha1(f.read(MAX_HASHED + 1)).hexdigest()  # nosec - a content fingerprint, as Ansible's own
+        data = f.read(MAX_HASHED + 1)
+    return data if len(data) <= MAX_HASHED else None
+
+
+def _sha1(path: str) -> str | None:
+    data = read_file(path)
+    return None if data is None else hashlib.sha1(data).hexdigest()  # nosec - a content fingerprint, as Ansible's own
+
+
+def _sha256(path: str) -> str | None:
+    data = read_file(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _text(path: str) -> str | None:
+    data = read_file(path)
+    return None if data is None else data.decode("utf-8", errors="replace")
 
 
 def main() -> None:
@@ -322,7 +376,9 @@ def main() -> None:
             "path": {"type": "path", "default": "/"},
             "devices": {"type": "list", "elements": "path", "default": ["/dev/net/tun", "/dev/fuse"]},
             "read": {"type": "list", "elements": "path", "default": []},
+            "sha256": {"type": "list", "elements": "path", "default": []},
             "exists": {"type": "list", "elements": "path", "default": []},
+            "list": {"type": "list", "elements": "path", "default": []},
             "sockets": {"type": "list", "elements": "path", "default": []},
             "expect": {
                 "type": "list",
@@ -358,8 +414,10 @@ def main() -> None:
         wsl2="microsoft" in version and bool(re.search(r"microsoft-standard|wsl2", version)),
         wsl_systemd=wsl_systemd(_read("/etc/wsl.conf")),
         kernel=platform.release(),
-        files={f: (_read(f) if os.path.isfile(f) else None) for f in module.params["read"]},
+        files={f: _text(f) for f in module.params["read"]},
+        sha256={f: _sha256(f) for f in module.params["sha256"]},
         paths={p: os.path.exists(p) for p in module.params["exists"]},
+        listing={p: listing(p) for p in module.params["list"]},
         listening={p: listening(p) for p in module.params["sockets"]},
         matches={e["path"]: matches(e) for e in module.params["expect"]},
     )

@@ -14,7 +14,8 @@ description:
     decides whether it is up and staying up - C(active)/C(running), its main process up for at
     least O(window) seconds without a restart in between. A unit that started less than O(window)
     seconds ago is watched until it has been up that long (or restarts, or fails); a unit that has
-    been up longer is healthy at once, so a rerun pays nothing.
+    been up longer is healthy at once, so a rerun pays nothing. A unit waiting to be restarted
+    (C(activating/auto-restart)) is not healthy at once, since its main process has exited already.
   - When it is not healthy, returns the last O(lines) lines of upstream's own logs (O(log_files))
     and, when one of O(known_failures) matches them, upstream's reason and what to do.
   - Only reads; never starts, stops or changes anything.
@@ -22,11 +23,14 @@ author:
   - nanoclaw.provision maintainers (@nanoclaw-provision)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - nanoclaw.provision.attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
+  idempotent:
+    support: full
   platform:
     platforms: posix
 options:
@@ -196,6 +200,9 @@ def main():
         up = now - current["start"] if current["pid"] else 0.0
         running = current["state"] == "active/running" and current["pid"] > 0
         restarted = current["restarts"] > first["restarts"] or (first["pid"] and current["pid"] != first["pid"])
+        # Waiting to be restarted: its main process has exited already (what watching
+        # would find a few seconds later, when systemd restarts it).
+        restarted = restarted or current["state"] == "activating/auto-restart"
         if running and not restarted and up >= p["window"]:
             healthy = True
             break

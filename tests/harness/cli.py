@@ -713,7 +713,7 @@ def stage_registry() -> dict[str, Stage]:
             lambda report: stage_real(report, "drift"),
             needs=("site:second-run",),
             uses=((DEMO_PODMAN, EXCLUSIVE),),
-            estimate=120,
+            estimate=220,
             doc="drift on the Podman target, repaired by a rerun",
         ),
         Stage(

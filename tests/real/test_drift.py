@@ -73,3 +73,54 @@ def test_a_rerun_repairs_a_config_file_a_stopped_unit_an_owner_and_a_missing_ima
         f" the rerun (--skip-tags compat,smoke) took {seconds:.1f} s, changed={count}, and restored each"
         f" (unit {after['unit']}, wrapper {after['wrapper']}, image {after['image'][:12]})"
     )
+
+
+def test_a_rerun_repairs_what_it_skips_when_in_place():
+    """The tasks a rerun skips when their target is as they would make it (one read per role):
+    a system directory's mode, a profile script's content, a CA file's content, the preflight
+    fact, and the service user's manager stopped (its session bus socket file stays behind)."""
+    uid = sh(TARGET, f"id -u {USER}").stdout.strip()
+    drop_ins = "/etc/containers/registries.conf.d"
+    profile = f"/etc/profile.d/nanoclaw-podman-{USER}.sh"
+    cas = "/usr/local/share/ca-certificates/nanoclaw-provision"
+    fact = "/etc/ansible/facts.d/nanoclaw_preflight.fact"
+    ca = sh(TARGET, f"ls {cas}/*.crt").stdout.split()[0]
+
+    def look() -> dict[str, str]:
+        return {
+            "mode": sh(TARGET, f"stat -c '%a' {drop_ins}").stdout.strip(),
+            "profile": sh(TARGET, f"cat {profile}").stdout,
+            "ca": sh(TARGET, f"cat {ca}").stdout,
+            "fact": sh(TARGET, f"cat {fact}").stdout,
+            "manager": sh(TARGET, f"systemctl is-active user@{uid}.service", check=False).stdout.strip(),
+            "bus": sh(TARGET, f"test -S /run/user/{uid}/bus && echo socket || echo none").stdout.strip(),
+        }
+
+    before = look()
+    assert before["mode"] == "755", before
+    assert before["manager"] == "active", before
+    sh(TARGET, f"chmod 0777 {drop_ins}; echo '{DRIFT_LINE}' >> {profile}; echo '{DRIFT_LINE}' >> {ca}; echo '{DRIFT_LINE}' >> {fact}")
+    sh(TARGET, f"systemctl stop user@{uid}.service")
+    drifted = look()
+    assert drifted["mode"] == "777", drifted
+    assert drifted["manager"] != "active", drifted
+    assert all(DRIFT_LINE in drifted[k] for k in ("profile", "ca", "fact")), drifted
+    # What makes the manager's check real: the file the skipped tasks would wait for is still there.
+    assert drifted["bus"] == before["bus"] == "socket", drifted
+
+    rc, out, seconds = run_playbook("site.yml", "real-drift-skipped-rerun.log", TARGET, "--skip-tags", "compat,smoke")
+    assert rc == 0, out[-3000:]
+    count = changed(out, TARGET)
+    after = look()
+    assert after["mode"] == "755", "the podman role did not restore the mode of its drop-in directory"
+    assert after["profile"] == before["profile"], "the podman role did not restore its profile script"
+    assert after["ca"] == before["ca"], "ca_trust did not restore its certificate"
+    assert after["fact"] == before["fact"], "preflight did not restore its local fact"
+    assert after["manager"] == "active", "the service user's systemd manager was not started again"
+    assert unit_state(TARGET, unit_and_image()[0])["ActiveState"] == "active", "NanoClaw is not running again"
+    assert (count or 0) >= 5, f"five drifts, yet the rerun reported changed={count}"
+    EVIDENCE.append(
+        f"[{TARGET}] drift of what reruns skip when in place: {drop_ins} 0777, {profile} +1 line, {ca} +1 line,"
+        f" {fact} +1 line, user@{uid}.service stopped (bus socket left); the rerun took {seconds:.1f} s,"
+        f" changed={count}, and restored each"
+    )

@@ -76,3 +76,35 @@ def test_a_file_matches_only_with_the_content_the_task_would_write(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"x" * (mod.MAX_HASHED + 1))
     assert not mod.matches({"path": str(big), "state": "file", "checksum": hashlib.sha1(big.read_bytes()).hexdigest()})
+
+
+def test_a_listing_is_of_a_real_directory_only(tmp_path):
+    d = tmp_path / "ca-certificates"
+    d.mkdir()
+    (d / "b.crt").write_text("b")
+    (d / "a.crt").write_text("a")
+    assert mod.listing(str(d)) == ["a.crt", "b.crt"]
+    link = tmp_path / "link"
+    link.symlink_to(d)
+    assert mod.listing(str(link)) is None
+    assert mod.listing(str(d / "a.crt")) is None
+    assert mod.listing(str(tmp_path / "missing")) is None
+
+
+def test_read_and_sha256_open_regular_files_only_and_never_follow_a_link(tmp_path):
+    import hashlib
+
+    record = tmp_path / "build.json"
+    record.write_text('{"commit": "abc"}')
+    secret = tmp_path / "shadow"
+    secret.write_text("root only")
+    link = tmp_path / "planted.json"
+    link.symlink_to(secret)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert mod._text(str(record)) == '{"commit": "abc"}'
+    assert mod._sha256(str(record)) == hashlib.sha256(record.read_bytes()).hexdigest()
+    for path in (link, fifo, tmp_path / "missing", tmp_path):
+        assert mod._text(str(path)) is None, path
+        assert mod._sha256(str(path)) is None, path
+    assert mod._text("/proc/version"), "files of /proc are read (their size says 0)"
