@@ -15,3 +15,16 @@ attributes:
       - When run twice in a row outside check mode, with the same arguments, the second invocation
         indicates no change.
 """
+
+    # The support most modules of the collection have: full check mode, no diff, idempotent, POSIX.
+    CHECK_MODE_NO_DIFF = r"""
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+  platform:
+    platforms: posix
+"""

@@ -30,15 +30,7 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - nanoclaw.provision.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-  platform:
-    platforms: posix
+  - nanoclaw.provision.attributes.check_mode_no_diff
 options:
   dest:
     description: The project root (its physical path).

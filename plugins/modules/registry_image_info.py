@@ -70,16 +70,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - nanoclaw.provision.attributes
-attributes:
-  check_mode:
-    support: full
-    details: Reads only.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-  platform:
-    platforms: posix
+  - nanoclaw.provision.attributes.check_mode_no_diff
 notes:
   - Works on the controller or on a managed host; needs only Python.
 """

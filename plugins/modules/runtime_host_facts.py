@@ -93,16 +93,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - nanoclaw.provision.attributes
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-  platform:
-    platforms: posix
+  - nanoclaw.provision.attributes.check_mode_no_diff
 """
 
 EXAMPLES = r"""
