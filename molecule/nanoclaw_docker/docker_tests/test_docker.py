@@ -185,8 +185,8 @@ def test_podman_role_on_a_docker_host_is_refused():
 def test_other_runtime_requested_fails():
     play_fails_unchanged(
         HERE / "play_docker.yml",
-        {"nanoclaw_container_runtime": "podman"},
-        "nanoclaw_container_runtime is 'podman', but the docker role was applied",
+        {"nanoclaw_runtime": "podman"},
+        "nanoclaw_runtime is 'podman', but the docker role was applied",
     )
 
 

@@ -203,8 +203,8 @@ def test_subuid_range_overlapping_another_user_fails():
 
 def test_both_runtimes_requested_fails():
     _fails_unchanged(
-        {"nanoclaw_container_runtime": "docker"},
-        "nanoclaw_container_runtime is 'docker', but the podman role was applied",
+        {"nanoclaw_runtime": "docker"},
+        "nanoclaw_runtime is 'docker', but the podman role was applied",
     )
 
 
