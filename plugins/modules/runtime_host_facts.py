@@ -23,10 +23,10 @@ options:
     type: path
     default: /
   devices:
-    description: Device nodes to look at.
+    description: Device nodes to look at (none unless named, for example V([/dev/net/tun, /dev/fuse])).
     type: list
     elements: path
-    default: ["/dev/net/tun", "/dev/fuse"]
+    default: []
   read:
     description:
       - Small text files whose content is returned in RV(files) (V(null) when missing).
@@ -365,7 +365,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "path": {"type": "path", "default": "/"},
-            "devices": {"type": "list", "elements": "path", "default": ["/dev/net/tun", "/dev/fuse"]},
+            "devices": {"type": "list", "elements": "path", "default": []},
             "read": {"type": "list", "elements": "path", "default": []},
             "sha256": {"type": "list", "elements": "path", "default": []},
             "exists": {"type": "list", "elements": "path", "default": []},
