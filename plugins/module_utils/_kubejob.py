@@ -50,9 +50,10 @@ def prepare_job(
     *,
     env: dict[str, str] | None = None,
     pod_security_context: dict[str, Any] | None = None,
+    node_selector: dict[str, str] | None = None,
     name: str | None = None,
 ) -> dict:
-    """The Job to create: the template with our image, extra env, security context and a label."""
+    """The Job to create: the template with our image, extra env, security context, node selector and a label."""
     job = copy.deepcopy(template)
     if job.get("kind") != "Job" or "template" not in job.get("spec", {}):
         raise ValueError("the job template is not a batch/v1 Job with spec.template")
@@ -72,6 +73,9 @@ def prepare_job(
     if pod_security_context:
         pod = job["spec"]["template"]["spec"]
         pod["securityContext"] = {**pod.get("securityContext", {}), **pod_security_context}
+    if node_selector:
+        pod = job["spec"]["template"]["spec"]
+        pod["nodeSelector"] = {**pod.get("nodeSelector", {}), **{str(k): str(v) for k, v in node_selector.items()}}
     return job
 
 

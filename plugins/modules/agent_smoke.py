@@ -222,6 +222,13 @@ options:
         C(nanoclaw_kubernetes_openshift=true).
     type: dict
     default: {}
+  node_selector:
+    description:
+      - Job mode - labels merged into the pod's C(nodeSelector), to run the agent on a given node
+        (for example C(kubernetes.io/hostname)) on a cluster of several. The template's own selector
+        (the kubernetes role's C(nanoclaw_kubernetes_node_name)) is kept unless a key is the same.
+    type: dict
+    default: {}
   keep_job:
     description:
       - Job mode - leave the Job (and its pod) in place for inspection instead of deleting it; the
@@ -487,6 +494,10 @@ ended_at:
 pod_name:
   description: Job mode - the agent pod.
   returned: when engine is kubernetes and the pod was created
+  type: str
+node_name:
+  description: Job mode - the node the scheduler put the agent pod on (null until it is bound).
+  returned: when engine is kubernetes and the Job was created
   type: str
 ipc:
   description:
@@ -961,7 +972,7 @@ def smoke_kubernetes(module: AnsibleModule, kube: kj.KubeJobs, job: dict) -> dic
     deadline = started + params["timeout"]
     created_at = time.time()
     job_name = kube.create(job)
-    result: dict = {"job_name": job_name, "pod_name": None, "started_at": round(created_at, 3)}
+    result: dict = {"job_name": job_name, "pod_name": None, "node_name": None, "started_at": round(created_at, 3)}
     timings: dict = {}
     failure, msg = None, ""
     try:
@@ -972,6 +983,7 @@ def smoke_kubernetes(module: AnsibleModule, kube: kj.KubeJobs, job: dict) -> dic
             pod = kube.pod(job_name)
             if pod is not None:
                 result["pod_name"] = pod["metadata"]["name"]
+                result["node_name"] = pod.get("spec", {}).get("nodeName")
                 stuck = kj.waiting_failure(pod)
                 if stuck:
                     failure, msg = stuck
@@ -1066,6 +1078,7 @@ def main_kubernetes(module: AnsibleModule) -> None:
             uuid.uuid4().hex[:12],
             env=params["env"],
             pod_security_context=params["pod_security_context"],
+            node_selector=params["node_selector"],
             name=params["name"],
         )
         if module.check_mode:
@@ -1121,6 +1134,7 @@ def main() -> None:
             "job_template_configmap": {"type": "str", "default": "nanoclaw-agent-job-template"},
             "job_template": {"type": "dict"},
             "pod_security_context": {"type": "dict", "default": {}},
+            "node_selector": {"type": "dict", "default": {}},
             "keep_job": {"type": "bool", "default": False},
             "ipc_path": {"type": "path"},
             "ipc_message": {"type": "str", "default": "IPC round trip from nanoclaw.provision"},

@@ -404,12 +404,19 @@ def stage_molecule(report: Report, scenario: str) -> None:
             services.remove_engine_volumes(scenario)
 
 
+K8S_TESTS = {
+    "a": ["tests/k8s/test_stage_a.py"],
+    "b": ["tests/k8s/test_stage_b.py", "tests/k8s/test_stage_b_nodes.py"],
+}
+
+
 def stage_k8s(report: Report, which: str) -> None:
     """A real cluster built from the k8s.io/kubernetes module, and the kubernetes role's tests on it.
 
     k8s:a - the control plane only (tests/k8s/test_stage_a.py);
-    k8s:b - plus a node (containerd, CNI bridge, kubelet) where agent Jobs really run
-    (tests/k8s/test_stage_b.py: agent_smoke's Job mode, concurrency, IPC, Job latency).
+    k8s:b - plus two nodes (containerd, CNI bridge, kubelet each) where agent Jobs really run
+    (tests/k8s/test_stage_b.py: agent_smoke's Job mode, concurrency, IPC, Job latency, site.yml's
+    cluster path; tests/k8s/test_stage_b_nodes.py: pods across nodes, shared claims, spreading).
     """
     if which not in ("a", "b"):
         raise SystemExit(f"unknown kubernetes stage k8s:{which} (k8s:a or k8s:b)")
@@ -426,18 +433,20 @@ def stage_k8s(report: Report, which: str) -> None:
             return
         latency = OUTPUT / "k8s-job-latency.txt"
         latency.unlink(missing_ok=True)
+        (OUTPUT / "k8s-two-nodes.txt").unlink(missing_ok=True)
         _pytest(
             report,
             f"k8s:{which}",
-            [str(venv_bin() / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/k8s/test_stage_{which}.py"],
+            [str(venv_bin() / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *K8S_TESTS[which]],
             env={
                 "NANOCLAW_K8S_KUBECONFIG": str(cluster.admin_kubeconfig),
                 "NANOCLAW_K8S_KUBECTL": str(cluster.bin / "kubectl"),
                 "NANOCLAW_K8S_VERSION": k8s.K8S_VERSION,
             },
         )
-        if latency.exists():
-            print(latency.read_text(), end="", flush=True)
+        for measured in (latency, OUTPUT / "k8s-two-nodes.txt"):
+            if measured.exists():
+                print(measured.read_text(), end="", flush=True)
     finally:
         if node_started:
             k8s_node.stop(cluster)

@@ -71,6 +71,15 @@ def test_prepare_job_sets_image_env_security_context_and_label_without_touching_
     assert job["metadata"]["generateName"] == "nanoclaw-main-"
 
 
+def test_prepare_job_merges_the_node_selector_into_the_templates():
+    template = json.loads(json.dumps(TEMPLATE))
+    template["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "node-a", "disk": "ssd"}
+    job = prepare_job(template, "img", "id", node_selector={"kubernetes.io/hostname": "node-b"})
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "node-b", "disk": "ssd"}
+    assert template["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"] == "node-a"
+    assert "nodeSelector" not in prepare_job(TEMPLATE, "img", "id")["spec"]["template"]["spec"]
+
+
 def test_prepare_job_with_a_name_drops_generate_name():
     job = prepare_job(TEMPLATE, "img", "id", name="smoke-1")
     assert job["metadata"]["name"] == "smoke-1"
