@@ -29,7 +29,22 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.harness"
 
-from tests.harness import compat, demo, ee, fixture_repo, fixtures, galaxy, images, k8s, k8s_build, k8s_node, lanes, registry, services
+from tests.harness import (
+    compat,
+    demo,
+    ee,
+    fixture_repo,
+    fixtures,
+    galaxy,
+    images,
+    k8s,
+    k8s_build,
+    k8s_node,
+    k8s_policy,
+    lanes,
+    registry,
+    services,
+)
 from tests.harness.common import CACHE, CHECKOUT_ID, COLD, PROFILE_ENV, REPO, WARM, HarnessError, Report, log, parse_recap, run
 from tests.harness.results import junit_counts
 from tests.harness.schedule import EXCLUSIVE, SHARED, Stage, mermaid, simulate
@@ -341,10 +356,11 @@ def stage_fixture_repos(report: Report) -> None:
 def stage_k8s_build(report: Report) -> None:
     """kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kubelet from the
     k8s.io/kubernetes Go module (tests/harness/k8s_build.py); it needs only Go and the module proxy,
-    so it starts with the run."""
+    so it starts with the run. Also kube-router (its NetworkPolicy controller enforces k8s:b's policies)."""
     with report.stage("k8s:build") as st:
-        st.cache = COLD if k8s_build.missing() else WARM
+        st.cache = COLD if k8s_build.missing() or not k8s_build.kube_router_bin().exists() else WARM
         k8s_build.build()
+        k8s_build.build_kube_router()
         st.passed += 1
 
 
@@ -406,7 +422,7 @@ def stage_molecule(report: Report, scenario: str) -> None:
 
 K8S_TESTS = {
     "a": ["tests/k8s/test_stage_a.py"],
-    "b": ["tests/k8s/test_stage_b.py", "tests/k8s/test_stage_b_nodes.py"],
+    "b": ["tests/k8s/test_stage_b.py", "tests/k8s/test_stage_b_nodes.py", "tests/k8s/test_stage_b_policy.py"],
 }
 
 
@@ -433,7 +449,8 @@ def stage_k8s(report: Report, which: str) -> None:
             return
         latency = OUTPUT / "k8s-job-latency.txt"
         latency.unlink(missing_ok=True)
-        (OUTPUT / "k8s-two-nodes.txt").unlink(missing_ok=True)
+        for name in ("k8s-two-nodes.txt", "k8s-policy.txt"):
+            (OUTPUT / name).unlink(missing_ok=True)
         _pytest(
             report,
             f"k8s:{which}",
@@ -444,11 +461,12 @@ def stage_k8s(report: Report, which: str) -> None:
                 "NANOCLAW_K8S_VERSION": k8s.K8S_VERSION,
             },
         )
-        for measured in (latency, OUTPUT / "k8s-two-nodes.txt"):
+        for measured in (latency, OUTPUT / "k8s-two-nodes.txt", OUTPUT / "k8s-policy.txt"):
             if measured.exists():
                 print(measured.read_text(), end="", flush=True)
     finally:
         if node_started:
+            k8s_policy.stop()
             k8s_node.stop(cluster)
         k8s.stop()
 
@@ -640,8 +658,8 @@ def stage_registry() -> dict[str, Stage]:
     """Every stage `./run` knows, by name, with what it needs (tests/harness/schedule.py)."""
     stages = [
         Stage(
-            "k8s:build", stage_k8s_build, estimate=450, doc="the Kubernetes binaries from the Go module"
-        ),  # cold run 2026-12-02 13:33, four lanes
+            "k8s:build", stage_k8s_build, estimate=540, doc="the Kubernetes binaries and kube-router from Go modules"
+        ),  # cold run 2026-12-02 13:33, four lanes, plus kube-router (81 s alone, -p 1)
         Stage("setup", stage_setup, estimate=108, doc="the project virtualenv, the collection link"),
         Stage("host", stage_host, needs=("setup",), estimate=41, doc="engines and tools from Debian packages"),
         Stage("images", stage_images, needs=("host",), estimate=282, doc="the Debian 12 and 13 target images"),
@@ -758,8 +776,8 @@ def stage_registry() -> dict[str, Stage]:
             needs=("host", "k8s:build", "integration:fixtures"),
             after=("k8s:a",),
             uses=((K8S_CLUSTER, EXCLUSIVE), (DOCKER0, SHARED)),
-            estimate=300,  # cold run 2026-12-02 13:33 (285 s), four lanes, plus the site.yml cluster path (~30 s)
-            doc="agent Jobs on a real node",
+            estimate=450,  # 404 s warm alone on 2026-12-03 with the second node and the policy tests
+            doc="agent Jobs on two real nodes, policies enforced",
         ),
         *(molecule_stage(scenario) for scenario in molecule_scenarios(include_manual=True)),
         # The benchmark starts the cluster, engines of this machine and targets of its own: alone with them.

@@ -144,3 +144,51 @@ def build(version: str = K8S_VERSION, commands: tuple[str, ...] = COMMANDS) -> P
     (target.parent / "build-seconds.txt").write_text(f"{seconds:.0f}\n")
     log(f"built kubernetes {version} in {seconds:.0f} s")
     return target
+
+
+# kube-router's NetworkPolicy controller, run alone (no BGP router, no service proxy) on top of the
+# CNI bridge so that stage B's policies are enforced, not just stored. v2.1.0 is the release this
+# machine's module proxy serves; its published advisories (GHSA-phqm-jgc3-qf8g: the service proxy,
+# GHSA-v5mh-h5hx-7v92: the BGP admin port) are in the parts the harness leaves off.
+KUBE_ROUTER_MODULE = "github.com/cloudnativelabs/kube-router/v2"
+KUBE_ROUTER_VERSION = os.environ.get("NANOCLAW_KUBE_ROUTER_VERSION", "v2.1.0")
+
+
+def kube_router_bin(version: str = KUBE_ROUTER_VERSION) -> Path:
+    return CACHE / "k8s" / f"kube-router-{version}" / "kube-router"
+
+
+def build_kube_router(version: str = KUBE_ROUTER_VERSION) -> Path:
+    """`go install` of kube-router's command from the module proxy (its go.mod has no replace
+    directives; static, no cgo), cached like the Kubernetes binaries."""
+    target = kube_router_bin(version)
+    if target.exists():
+        log(f"kube-router {version} cached at {target}")
+        return target
+    go = GO if Path(GO).exists() else shutil.which("go")
+    if not go:
+        raise HarnessError("missing host prerequisite 'go' (1.24 or newer): install Go into /usr/local/go")
+    staging = target.parent / "gobin"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    env = {"GOFLAGS": "-mod=mod -buildvcs=false", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOBIN": str(staging)}
+    jobs = os.environ.get("NANOCLAW_K8S_BUILD_JOBS") or (str(os.cpu_count() or 1) if _ci() else "1")
+    started = time.monotonic()
+    log(f"building kube-router {version} (go install -p {jobs})")
+    _go(
+        [
+            "install",
+            "-p",
+            jobs,
+            "-trimpath",
+            "-ldflags",
+            f"-s -w -X {KUBE_ROUTER_MODULE}/pkg/version.Version={version}",
+            f"{KUBE_ROUTER_MODULE}/cmd/kube-router@{version}",
+        ],
+        target.parent,
+        env,
+    )
+    shutil.move(str(staging / "kube-router"), target)
+    shutil.rmtree(staging, ignore_errors=True)
+    log(f"built kube-router {version} in {time.monotonic() - started:.0f} s")
+    return target
