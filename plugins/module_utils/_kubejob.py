@@ -3,7 +3,8 @@
 """The Kubernetes Job side of agent_smoke: one agent session as a Job made from the template
 the kubernetes role publishes (ConfigMap ``nanoclaw-agent-job-template``, key ``job-<group>.yaml``).
 
-Pure helpers (``prepare_job``, ``waiting_failure``, ``ipc_*``) are unit-tested; ``KubeJobs``
+Pure helpers (``prepare_job``, ``waiting_failure``, ``ipc_*``, ``template_generation``, ``v2_*``)
+are unit-tested; ``KubeJobs``
 talks to the API server through the ``kubernetes`` Python client, imported lazily so that the
 module loads (and documents itself) without it.
 """
@@ -14,15 +15,22 @@ import contextlib
 import copy
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from ansible_collections.nanoclaw.provision.plugins.module_utils import _v2session as v2s
 from ansible_collections.nanoclaw.provision.plugins.module_utils._sentinel import Output, decode
 
 AGENT_CONTAINER = "agent"
 SMOKE_LABEL = "nanoclaw.dev/smoke"
+# The container variable a v2 template's /workspace mount takes the session folder's name from.
+SESSION_ENV = "NANOCLAW_SESSION"
+# A warm pool's members carry their group; a session that takes one labels it claimed.
+WARM_LABEL = "nanoclaw.dev/warm"
+CLAIMED_LABEL = "nanoclaw.dev/claimed"
 # Waiting reasons of a container that will not start by itself.
 IMAGE_REASONS = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName")
 CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
@@ -167,6 +175,60 @@ def ipc_replies(ipc_path: str) -> dict[str, dict]:
     return found
 
 
+def template_generation(job: dict) -> str:
+    """V(v2) for a template of v2's contract (the kubernetes role's ``nanoclaw_kubernetes_generation:
+    v2``: no stdin, /workspace from the session named by ``NANOCLAW_SESSION``), else V(v1)."""
+    container = agent_container(job)
+    for mount in container.get("volumeMounts", []):
+        if mount.get("mountPath") == "/workspace" and SESSION_ENV in str(mount.get("subPathExpr", "")):
+            return "v2"
+    return "v1"
+
+
+def v2_prepare(sessions_path: str, group_path: str, session_id: str, config: dict) -> dict:
+    """What a v2 host makes before it starts an agent, in the claims' directories as this host sees
+    them, owned like the claim's directory (the agent's uid or group can write): the session folder
+    (``outbox/``, ``inbound.db``, ``outbound.db``), the group's ``.claude-shared`` and, when the
+    group has none, a ``container.json``. Returns what was created, so that only that is removed."""
+    for path, name in ((sessions_path, "session_path"), (group_path, "group_path")):
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"{name} {path} is not a directory")
+    session = os.path.join(sessions_path, session_id)
+    made: dict = {"session": session, "claude_shared": None, "container_json": None}
+    v2s.init_session(session)
+    for root, dirs, files in os.walk(session):
+        for name in dirs:
+            _same_owner(os.path.join(root, name), sessions_path, 0o2770)
+        for name in files:
+            _same_owner(os.path.join(root, name), sessions_path, 0o660)
+    _same_owner(session, sessions_path, 0o2770)
+    claude = os.path.join(sessions_path, ".claude-shared")
+    if not os.path.isdir(claude):
+        os.mkdir(claude)
+        _same_owner(claude, sessions_path, 0o2770)
+        made["claude_shared"] = claude
+    config_path = os.path.join(group_path, "container.json")
+    if not os.path.lexists(config_path):
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(config, handle)
+        _same_owner(config_path, group_path, 0o644)
+        made["container_json"] = config_path
+    return made
+
+
+def v2_cleanup(made: dict) -> None:
+    """Remove what v2_prepare created: the session folder, a ``.claude-shared`` still empty, the
+    ``container.json`` it wrote."""
+    shutil.rmtree(made["session"], ignore_errors=True)
+    if made.get("claude_shared"):
+        with contextlib.suppress(OSError):
+            os.rmdir(made["claude_shared"])
+    if made.get("container_json"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(made["container_json"])
+
+
 def _same_owner(path: str, like: str, mode: int) -> None:
     st = os.stat(like)
     os.chown(path, st.st_uid, st.st_gid)
@@ -234,6 +296,44 @@ class KubeJobs:
         pods = self._call("listing the Job's pods", self.core.list_namespaced_pod, self.namespace, label_selector=f"job-name={job_name}")
         items = self._client.ApiClient().sanitize_for_serialization(pods).get("items", [])
         return items[0] if items else None
+
+    def claim_warm(self, group: str, claim: str) -> str | None:
+        """Claim a running member of ``group``'s warm pool for a session: label its pod
+        ``nanoclaw.dev/claimed=<claim>`` under the pod's resourceVersion (two sessions cannot
+        claim the same pod: the second patch conflicts), then its Job. The youngest first (the
+        most of its deadline left). The Job's name, or None when no member is running."""
+        from kubernetes.client.exceptions import ApiException
+
+        pods = self._call(
+            f"listing the warm pool of group {group}",
+            self.core.list_namespaced_pod,
+            self.namespace,
+            label_selector=f"{WARM_LABEL}={group},!{CLAIMED_LABEL}",
+        )
+        items = self._client.ApiClient().sanitize_for_serialization(pods).get("items", [])
+        ready = [p for p in items if not p["metadata"].get("deletionTimestamp") and container_running(p)]
+        ready.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
+        for pod in ready:
+            meta = pod["metadata"]
+            job_name = (meta.get("labels") or {}).get("job-name")
+            if not job_name:
+                continue
+            patch = {"metadata": {"labels": {CLAIMED_LABEL: claim}, "resourceVersion": meta["resourceVersion"]}}
+            try:
+                self.core.patch_namespaced_pod(meta["name"], self.namespace, patch)
+            except ApiException as exc:
+                if exc.status in (404, 409):  # gone, or claimed by another session first
+                    continue
+                raise KubeError(f"claiming warm pod {meta['name']} failed ({exc.status}): {exc.reason}") from exc
+            self._call(
+                f"labelling warm Job {job_name} claimed",
+                self.batch.patch_namespaced_job,
+                job_name,
+                self.namespace,
+                {"metadata": {"labels": {CLAIMED_LABEL: claim}}},
+            )
+            return job_name
+        return None
 
     def failed_create(self, job_name: str) -> str | None:
         """The message of a FailedCreate event of the Job (quota, Pod Security, ...)."""

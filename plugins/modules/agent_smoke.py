@@ -53,7 +53,7 @@ description:
     the JSON input (older v1 agents read them there; v1.2.53 and v2 get credentials through OneCLI and
     read none), never on a command line, and never into the result.
   - The engine is the C(docker) or C(podman) CLI, or V(kubernetes) - the Job mode below.
-  - Job mode (O(engine=kubernetes), V(v1) contract) - reads the agent Job template the
+  - Job mode (O(engine=kubernetes)) - reads the agent Job template the
     C(nanoclaw.provision.kubernetes) role publishes (ConfigMap O(job_template_configmap), key
     C(job-<group>.yaml)) or takes O(job_template), sets the image, O(env) and
     O(pod_security_context), creates the Job (it mounts the group's claims), waits until the agent
@@ -67,6 +67,14 @@ description:
     V(job_rejected) (the Job controller could not create the pod, for example the quota or Pod
     Security), V(image_missing) and V(pod_error) (the container cannot start), V(timeout), then the
     output failures of the container mode.
+  - Job mode, V(v2) contract - the template must be a v2 one (the kubernetes role's
+    C(nanoclaw_kubernetes_generation=v2); a template of the other generation fails with
+    V(api_error) naming the variable). With O(session_path) and O(group_path) (both required), the
+    module prepares a session folder in the sessions claim as v2's host does, queues the smoke
+    message in its C(inbound.db), creates the Job with C(NANOCLAW_SESSION) naming the folder (the
+    template mounts it at C(/workspace)), waits until the runner has touched C(.heartbeat) and
+    marked the message C(completed) in C(outbound.db), then deletes the Job and removes what it
+    made. Failures - V(exited_early), V(no_heartbeat), V(not_acknowledged), and those of Job mode.
   - IPC round trip (Job mode, O(ipc_path) set) - after the agent's result, writes
     C(input/<ms>-smoke.json) (a JSON object with C(type=message) and the O(ipc_message) as C(text))
     into the group's IPC claim as the host sees it, waits for the agent's reply in C(messages/), then writes C(input/_close) and
@@ -108,8 +116,8 @@ options:
   engine:
     description:
       - The container CLI. V(docker) is what NanoClaw calls (Docker, or Podman through a shim);
-        V(podman) calls Podman directly. V(kubernetes) runs the agent as a Job (only the V(v1)
-        contract); O(executable), O(user), O(environment), O(mounts), O(container_user),
+        V(podman) calls Podman directly. V(kubernetes) runs the agent as a Job (V(v2) needs
+        O(session_path) and O(group_path)); O(executable), O(user), O(environment), O(mounts), O(container_user),
         O(host_gateway) and O(extra_args) do not apply to it.
     type: str
     choices: [docker, podman, kubernetes]
@@ -229,6 +237,17 @@ options:
         (the kubernetes role's C(nanoclaw_kubernetes_node_name)) is kept unless a key is the same.
     type: dict
     default: {}
+  warm:
+    description:
+      - Job mode, V(v1) - take a running agent of the group's warm pool (the kubernetes role's
+        C(nanoclaw_kubernetes_warm_pool)) instead of creating a Job - claimed by labelling its pod
+        C(nanoclaw.dev/claimed) under the pod's resourceVersion, so two sessions never share one -
+        and start a new member from the ConfigMap's C(warm-<group>.yaml) at once. When no member
+        runs, a new Job is created as without O(warm) (RV(warm) is then false). O(image) must be the
+        pool's image; O(env), O(pod_security_context), O(node_selector), O(name) and O(job_template)
+        cannot apply to a running agent and are refused.
+    type: bool
+    default: false
   keep_job:
     description:
       - Job mode - leave the Job (and its pod) in place for inspection instead of deleting it; the
@@ -242,6 +261,19 @@ options:
         C(input), C(messages) and C(tasks) are created in it when missing, owned like it; the agent's
         user must be able to write there (the claim directory owned by it, or group-writable by its
         group, for example group 0 on OpenShift).
+    type: path
+  session_path:
+    description:
+      - Job mode, V(v2) - the directory backing the group's sessions claim, as this host sees it. The
+        module makes the session folder C(smoke-<id>) there (C(outbox/), C(inbound.db) with the smoke
+        message, C(outbound.db)) and the group's C(.claude-shared) when missing, owned like the
+        directory, and removes what it made afterwards; the Job mounts the folder at C(/workspace).
+    type: path
+  group_path:
+    description:
+      - Job mode, V(v2) - the directory backing the group's claim, as this host sees it. When it has
+        no C(container.json) (the template mounts one read-only), the module writes one from
+        O(container_config) and removes it afterwards; an existing one is used as it is.
     type: path
   ipc_message:
     description:
@@ -448,6 +480,18 @@ removed:
   returned: when the container was started
   type: bool
   sample: true
+warm:
+  description: Job mode with O(warm) - whether a member of the warm pool ran the session (false - none was running, a new Job did).
+  returned: when engine is kubernetes and warm is true
+  type: bool
+warm_topped_up:
+  description: Job mode with O(warm) - whether the new member of the pool was created (C(warm_top_up_error) says why not).
+  returned: when a warm agent was claimed
+  type: bool
+session:
+  description: Job mode, V(v2) - the session folder's name in the sessions claim (removed afterwards).
+  returned: when engine is kubernetes and contract is v2
+  type: str
 heartbeat:
   description: V(v2) - whether C(/workspace/.heartbeat) was touched before the deadline.
   returned: when contract is v2 and the container was started
@@ -470,7 +514,10 @@ timings:
     - Job mode - seconds from the create request - C(create_to_running) (the agent container seen
       running), C(create_to_parsed) (the end marker of its first output read from the pod log),
       C(running_to_parsed), C(create_to_exit) (the container terminated) and C(total) (until the
-      Job and its pod are gone).
+      Job and its pod are gone). V(v2) - C(create_to_running) (null when the runner was done before
+      the API reported its container running), C(create_to_heartbeat), C(create_to_result) (the
+      message marked completed) and C(total). With O(warm) - C(claim) (finding and claiming a warm
+      agent), and the others count from the claim instead of the create request.
   returned: when the container or Job was started
   type: dict
   sample: {"spawn_to_first_byte": 0.61, "spawn_to_result": 0.64, "total": 0.92}
@@ -964,16 +1011,38 @@ def _terminated(kube: kj.KubeJobs, job_name: str) -> bool:
     return pod is not None and kj.container_exit_code(pod) is not None
 
 
-def smoke_kubernetes(module: AnsibleModule, kube: kj.KubeJobs, job: dict) -> dict:
+def _started(kube: kj.KubeJobs, job_name: str) -> bool:
+    pod = kube.pod(job_name)
+    return pod is not None and (kj.container_running(pod) or kj.container_exit_code(pod) is not None)
+
+
+def smoke_kubernetes(module: AnsibleModule, kube: kj.KubeJobs, job: dict, warm: dict | None = None, claim: str = "") -> dict:
+    """One v1 session as a Job: created from ``job``, or, with ``warm`` (the pool's Job manifest),
+    a running member of the group's warm pool claimed (the pool topped up from ``warm`` at once;
+    a new Job from ``job`` when no member runs). Timings count from the create request or claim."""
     params = module.params
     if params["ipc_path"]:
         kj.ipc_prepare(params["ipc_path"])
     started = time.monotonic()
     deadline = started + params["timeout"]
     created_at = time.time()
-    job_name = kube.create(job)
-    result: dict = {"job_name": job_name, "pod_name": None, "node_name": None, "started_at": round(created_at, 3)}
     timings: dict = {}
+    job_name = None
+    warm_result: dict = {}
+    if warm is not None:
+        job_name = kube.claim_warm(params["group"], claim)
+        timings["claim"] = _round(time.monotonic() - started)
+        warm_result["warm"] = job_name is not None
+        if job_name:
+            # The next session finds a member again; a refusal (the quota) costs only that.
+            try:
+                kube.create(warm)
+                warm_result["warm_topped_up"] = True
+            except kj.KubeError as exc:
+                warm_result.update(warm_topped_up=False, warm_top_up_error=str(exc))
+    if job_name is None:
+        job_name = kube.create(job)
+    result: dict = {"job_name": job_name, "pod_name": None, "node_name": None, "started_at": round(created_at, 3), **warm_result}
     failure, msg = None, ""
     try:
         pod = None
@@ -1056,13 +1125,104 @@ def smoke_kubernetes(module: AnsibleModule, kube: kj.KubeJobs, job: dict) -> dic
     return result
 
 
+def smoke_kubernetes_v2(module: AnsibleModule, kube: kj.KubeJobs, job: dict, session_id: str) -> dict:
+    """One v2 session as a Job: the session folder prepared in the sessions claim, a message queued in
+    its inbound.db, then the heartbeat and the message's completion awaited on this host's view of it."""
+    params = module.params
+    made = kj.v2_prepare(params["session_path"], params["group_path"], session_id, {**DEFAULT_V2_CONFIG, **params["container_config"]})
+    session = made["session"]
+    message_id = f"smoke-{uuid.uuid4().hex[:12]}"
+    result: dict = {"session": session_id, "pod_name": None, "node_name": None}
+    timings: dict = {}
+    failure, msg = None, ""
+    try:
+        v2s.write_message(session, message_id, str(_payload(params)["prompt"]))
+        heartbeat = os.path.join(session, ".heartbeat")
+        wall_start = time.time() - 1  # mtime granularity
+        started = time.monotonic()
+        deadline = started + params["timeout"]
+        created_at = time.time()
+        job_name = kube.create(job)
+        result.update(job_name=job_name, started_at=round(created_at, 3))
+        seen_at = acked_at = running_at = None
+        exit_code = None
+        while time.monotonic() < deadline:
+            pod = kube.pod(job_name)
+            if pod is not None:
+                result["pod_name"] = pod["metadata"]["name"]
+                result["node_name"] = pod.get("spec", {}).get("nodeName")
+                stuck = kj.waiting_failure(pod)
+                if stuck:
+                    failure, msg = stuck
+                    break
+                if running_at is None and (kj.container_running(pod) or kj.container_exit_code(pod) is not None):
+                    running_at = time.monotonic() - started
+                exit_code = kj.container_exit_code(pod)
+            if seen_at is None and heartbeat_after(heartbeat, wall_start):
+                seen_at = time.monotonic() - started
+            if acked_at is None and v2s.ack_status(session, message_id) == "completed":
+                acked_at = time.monotonic() - started
+            if (seen_at is not None and acked_at is not None) or exit_code is not None:
+                break
+            time.sleep(0.1)
+        ack = v2s.ack_status(session, message_id)
+        result.update(
+            heartbeat=seen_at is not None or heartbeat_after(heartbeat, wall_start),
+            acknowledged=ack,
+            replies=v2s.replies(session),
+            exit_code=exit_code,
+        )
+        timings.update(create_to_running=_round(running_at), create_to_heartbeat=_round(seen_at), create_to_result=_round(acked_at))
+        if result["pod_name"] and failure is None:
+            # The runner can finish before the API reports its container running (the kubelet's
+            # status lags): its log can be read once it does.
+            _wait(lambda: _started(kube, job_name), min(deadline, time.monotonic() + 10), 0.2)
+            with contextlib.suppress(kj.KubeError):
+                result["stdout_tail"] = tail(kube.log(result["pod_name"]))
+        if failure is None:
+            if exit_code is not None and (not result["heartbeat"] or ack != "completed"):
+                failure, msg = "exited_early", f"the agent exited with code {exit_code} before it had processed the smoke message"
+            elif running_at is None and not result["heartbeat"]:
+                failure, msg = "timeout", f"the agent pod did not start within {params['timeout']} s"
+            elif not result["heartbeat"]:
+                failure, msg = "no_heartbeat", f"/workspace/.heartbeat was not touched within {params['timeout']} s"
+            elif ack != "completed":
+                failure, msg = "not_acknowledged", f"the smoke message is {ack or 'not acknowledged'} after {params['timeout']} s"
+    finally:
+        if result.get("job_name") and not params["keep_job"]:
+            result["removed"] = kube.delete(result["job_name"])
+        if not params["keep_job"]:
+            kj.v2_cleanup(made)
+        if "started_at" in result:
+            timings["total"] = _round(time.monotonic() - started)
+            result["ended_at"] = round(result["started_at"] + timings["total"], 3)
+        result["timings"] = timings
+    result.update(failure=failure, msg=msg or f"the v2 agent processed the smoke message in session {session_id}")
+    return result
+
+
 def main_kubernetes(module: AnsibleModule) -> None:
     params = module.params
     base = {"changed": False, "container_name": None, "executable": None}
-    if params["contract"] != "v1":
+    if params["warm"]:
+        started_with = [o for o in ("env", "pod_security_context", "node_selector", "name", "job_template") if params[o]]
+        if params["contract"] != "v1" or started_with:
+            module.fail_json(
+                msg=(
+                    "warm=true takes an agent that is already running, so it cannot have its contract v2 or "
+                    + ", ".join(started_with or ["contract"])
+                    + " set for it: leave those out, or run a new Job (warm=false)"
+                ),
+                failure="bad_input",
+                **base,
+            )
+    if params["contract"] == "v2" and not (params["session_path"] and params["group_path"]):
         module.fail_json(
-            msg="engine=kubernetes supports the v1 contract only (the v2 heartbeat lives in a session directory, not in the claims)",
-            failure="unsupported",
+            msg=(
+                "engine=kubernetes with contract=v2 needs session_path and group_path: the directories of the group's"
+                " sessions and group claims as this host sees them (the session's databases and heartbeat live there)"
+            ),
+            failure="bad_input",
             **base,
         )
     try:
@@ -1072,11 +1232,28 @@ def main_kubernetes(module: AnsibleModule) -> None:
     try:
         kube = kj.KubeJobs(params["kubeconfig"], params["context"], params["namespace"])
         template = params["job_template"] or kube.template(params["job_template_configmap"], f"job-{params['group']}.yaml")
+        generation = kj.template_generation(template)
+        if generation != params["contract"]:
+            raise ValueError(
+                f"the Job template of group {params['group']} is a {generation} template and contract is {params['contract']}:"
+                f" render it with nanoclaw_kubernetes_generation: {params['contract']}, or set contract: {generation}"
+            )
+        smoke_id = uuid.uuid4().hex[:12]
+        session_id = f"smoke-{smoke_id}"
+        warm = kube.template(params["job_template_configmap"], f"warm-{params['group']}.yaml") if params["warm"] else None
+        if warm is not None and kj.agent_container(warm).get("image") != params["image"]:
+            raise ValueError(
+                f"the warm pool of group {params['group']} runs {kj.agent_container(warm).get('image')}, not {params['image']}:"
+                " a warm agent's image is the one it was started with"
+            )
+        env = dict(params["env"])
+        if params["contract"] == "v2":
+            env[kj.SESSION_ENV] = session_id
         job = kj.prepare_job(
             template,
             params["image"],
-            uuid.uuid4().hex[:12],
-            env=params["env"],
+            smoke_id,
+            env=env,
             pod_security_context=params["pod_security_context"],
             node_selector=params["node_selector"],
             name=params["name"],
@@ -1088,7 +1265,10 @@ def main_kubernetes(module: AnsibleModule) -> None:
                 failure=None,
                 **base,
             )
-        result = smoke_kubernetes(module, kube, job)
+        if params["contract"] == "v2":
+            result = smoke_kubernetes_v2(module, kube, job, session_id)
+        else:
+            result = smoke_kubernetes(module, kube, job, warm, smoke_id)
     except (kj.KubeError, ValueError, OSError) as exc:
         module.fail_json(msg=str(exc), failure="api_error", **base)
     result.update(base)
@@ -1135,8 +1315,11 @@ def main() -> None:
             "job_template": {"type": "dict"},
             "pod_security_context": {"type": "dict", "default": {}},
             "node_selector": {"type": "dict", "default": {}},
+            "warm": {"type": "bool", "default": False},
             "keep_job": {"type": "bool", "default": False},
             "ipc_path": {"type": "path"},
+            "session_path": {"type": "path"},
+            "group_path": {"type": "path"},
             "ipc_message": {"type": "str", "default": "IPC round trip from nanoclaw.provision"},
             "ipc_timeout": {"type": "int", "default": 60},
             "project_dir": {"type": "path"},

@@ -422,7 +422,13 @@ def stage_molecule(report: Report, scenario: str) -> None:
 
 K8S_TESTS = {
     "a": ["tests/k8s/test_stage_a.py"],
-    "b": ["tests/k8s/test_stage_b.py", "tests/k8s/test_stage_b_nodes.py", "tests/k8s/test_stage_b_policy.py"],
+    "b": [
+        "tests/k8s/test_stage_b.py",
+        "tests/k8s/test_stage_b_v2.py",
+        "tests/k8s/test_stage_b_warm.py",
+        "tests/k8s/test_stage_b_nodes.py",
+        "tests/k8s/test_stage_b_policy.py",
+    ],
 }
 
 
@@ -449,7 +455,7 @@ def stage_k8s(report: Report, which: str) -> None:
             return
         latency = OUTPUT / "k8s-job-latency.txt"
         latency.unlink(missing_ok=True)
-        for name in ("k8s-two-nodes.txt", "k8s-policy.txt"):
+        for name in ("k8s-two-nodes.txt", "k8s-policy.txt", "k8s-warm-latency.txt"):
             (OUTPUT / name).unlink(missing_ok=True)
         _pytest(
             report,
@@ -461,7 +467,7 @@ def stage_k8s(report: Report, which: str) -> None:
                 "NANOCLAW_K8S_VERSION": k8s.K8S_VERSION,
             },
         )
-        for measured in (latency, OUTPUT / "k8s-two-nodes.txt", OUTPUT / "k8s-policy.txt"):
+        for measured in (latency, *(OUTPUT / name for name in ("k8s-warm-latency.txt", "k8s-two-nodes.txt", "k8s-policy.txt"))):
             if measured.exists():
                 print(measured.read_text(), end="", flush=True)
     finally:

@@ -19,8 +19,11 @@ from ansible_collections.nanoclaw.provision.plugins.module_utils._kubejob import
     ipc_prepare,
     ipc_replies,
     prepare_job,
+    template_generation,
     untangle,
     untangle_all,
+    v2_cleanup,
+    v2_prepare,
     waiting_failure,
 )
 from ansible_collections.nanoclaw.provision.plugins.module_utils._sentinel import decode
@@ -188,3 +191,58 @@ def test_untangle_all_keeps_order_and_counts():
     untangled, set_aside = untangle_all(outputs)
     assert [o.value if o.valid else None for o in untangled] == [{"n": 1}, {"n": 2}, None]
     assert set_aside == 1
+
+
+def _v2_template() -> dict:
+    template = json.loads(json.dumps(TEMPLATE))
+    agent = template["spec"]["template"]["spec"]["containers"][1]
+    agent["volumeMounts"] = [
+        {"name": "sessions", "mountPath": "/workspace", "subPathExpr": "$(NANOCLAW_SESSION)"},
+        {"name": "group", "mountPath": "/workspace/agent"},
+    ]
+    return template
+
+
+def test_template_generation_tells_a_v2_template_by_its_session_mount():
+    assert template_generation(_v2_template()) == "v2"
+    assert template_generation(TEMPLATE) == "v1"
+    v1_like = _v2_template()
+    v1_like["spec"]["template"]["spec"]["containers"][1]["volumeMounts"][0] = {"name": "group", "mountPath": "/workspace/group"}
+    assert template_generation(v1_like) == "v1"
+
+
+def test_v2_prepare_makes_the_session_as_a_v2_host_and_cleanup_removes_only_that(tmp_path):
+    sessions, group = tmp_path / "sessions", tmp_path / "group"
+    sessions.mkdir()
+    group.mkdir()
+    (sessions / "other-session").mkdir()
+    made = v2_prepare(str(sessions), str(group), "smoke-1", {"provider": "mock"})
+    session = sessions / "smoke-1"
+    assert sorted(p.name for p in session.iterdir()) == ["inbound.db", "outbound.db", "outbox"]
+    assert oct(session.stat().st_mode & 0o7777) == "0o2770"
+    assert oct((session / "inbound.db").stat().st_mode & 0o777) == "0o660"
+    assert json.loads((group / "container.json").read_text()) == {"provider": "mock"}
+    assert (sessions / ".claude-shared").is_dir()
+    v2_cleanup(made)
+    assert sorted(p.name for p in sessions.iterdir()) == ["other-session"]
+    assert list(group.iterdir()) == []
+
+
+def test_v2_prepare_keeps_the_groups_own_container_json_and_claude_state(tmp_path):
+    sessions, group = tmp_path / "sessions", tmp_path / "group"
+    (sessions / ".claude-shared").mkdir(parents=True)
+    (sessions / ".claude-shared" / "settings.json").write_text("{}")
+    group.mkdir()
+    (group / "container.json").write_text('{"provider": "claude"}')
+    made = v2_prepare(str(sessions), str(group), "smoke-2", {"provider": "mock"})
+    assert made["container_json"] is None
+    assert made["claude_shared"] is None
+    v2_cleanup(made)
+    assert (group / "container.json").read_text() == '{"provider": "claude"}'
+    assert (sessions / ".claude-shared" / "settings.json").exists()
+    assert not (sessions / "smoke-2").exists()
+
+
+def test_v2_prepare_refuses_a_missing_claim_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="group_path"):
+        v2_prepare(str(tmp_path), str(tmp_path / "missing"), "smoke-3", {})
