@@ -25,10 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    __package__ = "tests.harness"
-
 from tests.harness import (
     compat,
     demo,
@@ -872,7 +868,7 @@ def lane_main(argv: list[str]) -> int:
 
 
 def lane_command(stage: Stage, seed: Path, result: Path) -> list[str]:
-    return [sys.executable, "-u", str(Path(__file__).resolve()), "--lane", stage.name, str(seed), str(result)]
+    return [sys.executable, "-u", "-m", "tests.harness.cli", "--lane", stage.name, str(seed), str(result)]
 
 
 def main(argv: list[str]) -> int:

@@ -31,10 +31,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    __package__ = "tests.harness"
-
 from tests.harness import services
 from tests.harness.common import CHECKOUT_ID, REPO, STATE, HarnessError, run, sha256_of
 

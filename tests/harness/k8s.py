@@ -44,7 +44,7 @@ class Cluster:
         )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -54,7 +54,7 @@ def _openssl(*args: str, cwd: Path) -> None:
     run(["openssl", *args], cwd=cwd, capture=True, quiet=True)
 
 
-def _client_cert(pki: Path, name: str, subject: str, usage: str = "clientAuth", san: str = "") -> None:
+def client_cert(pki: Path, name: str, subject: str, usage: str = "clientAuth", san: str = "") -> None:
     _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
     _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
     ext = pki / f"{name}.ext"
@@ -88,9 +88,9 @@ def make_pki(pki: Path) -> None:
         "x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
         "-days", "30", "-sha256", "-extfile", "apiserver.ext", "-out", "apiserver.crt", cwd=pki,
     )  # fmt: skip
-    _client_cert(pki, "admin", "/O=system:masters/CN=nanoclaw-admin")
-    _client_cert(pki, "controller-manager", "/CN=system:kube-controller-manager")
-    _client_cert(pki, "scheduler", "/CN=system:kube-scheduler")
+    client_cert(pki, "admin", "/O=system:masters/CN=nanoclaw-admin")
+    client_cert(pki, "controller-manager", "/CN=system:kube-controller-manager")
+    client_cert(pki, "scheduler", "/CN=system:kube-scheduler")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     _kubelet_client_cert(pki)
@@ -100,7 +100,7 @@ def make_pki(pki: Path) -> None:
 def _kubelet_client_cert(pki: Path) -> None:
     """The apiserver's client certificate towards kubelets (pod logs, attach); added for stage B."""
     if not (pki / "apiserver-kubelet-client.crt").exists():
-        _client_cert(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
+        client_cert(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
 
 
 def kubeconfig(path: Path, server: str, ca: Path, user: str, creds: tuple[Path, Path]) -> Path:
@@ -140,7 +140,7 @@ def start(root: Path | None = None) -> Cluster:
     logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
-    etcd_client, etcd_peer = _free_port(), _free_port()
+    etcd_client, etcd_peer = free_port(), free_port()
     services.start_daemon(
         "k8s-etcd",
         [
@@ -156,7 +156,7 @@ def start(root: Path | None = None) -> Cluster:
         logs / "etcd.log",
     )  # fmt: skip
 
-    api_port = _free_port()
+    api_port = free_port()
     server = f"https://127.0.0.1:{api_port}"
     admin = kubeconfig(root / "admin.kubeconfig", server, pki / "ca.crt", "admin", (pki / "admin.crt", pki / "admin.key"))
     kcm_cfg = kubeconfig(
@@ -197,7 +197,7 @@ def start(root: Path | None = None) -> Cluster:
         logs / "apiserver.log",
         timeout=120,
     )  # fmt: skip
-    kcm_port, sched_port = _free_port(), _free_port()
+    kcm_port, sched_port = free_port(), free_port()
     services.start_daemon(
         "k8s-controller-manager",
         [

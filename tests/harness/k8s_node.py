@@ -40,7 +40,7 @@ from pathlib import Path
 
 from . import fixtures, services
 from .common import CHECKOUT_ID, STATE, HarnessError, log, require, run
-from .k8s import Cluster, _client_cert, _free_port, kubeconfig
+from .k8s import Cluster, client_cert, free_port, kubeconfig
 from .k8s_build import GO, K8S_VERSION
 
 # The claims the kubernetes role makes for the group "main" (local static PVs on the first node).
@@ -282,9 +282,9 @@ def import_images(node: Node, archive: Path, names: list[str]) -> None:
 # ---------------------------------------------------------------- start / stop
 def _node_certs(pki: Path, node: Node) -> None:
     if not (pki / f"node-{node.letter}.crt").exists():
-        _client_cert(pki, f"node-{node.letter}", f"/O=system:nodes/CN=system:node:{node.name}")
+        client_cert(pki, f"node-{node.letter}", f"/O=system:nodes/CN=system:node:{node.name}")
     if not (pki / f"kubelet-serving-{node.letter}.crt").exists():
-        _client_cert(pki, f"kubelet-serving-{node.letter}", f"/CN={node.name}", usage="serverAuth", san=f"IP:{node.ip},DNS:{node.name}")
+        client_cert(pki, f"kubelet-serving-{node.letter}", f"/CN={node.name}", usage="serverAuth", san=f"IP:{node.ip},DNS:{node.name}")
 
 
 def _bridge_with_node_ip(node: Node) -> None:
@@ -375,7 +375,7 @@ def _start_node(cluster: Cluster, node: Node, archive: Path, names: list[str]) -
         f"node-{node.letter}",
         (pki / f"node-{node.letter}.crt", pki / f"node-{node.letter}.key"),
     )
-    port, healthz = _free_port(), _free_port()
+    port, healthz = free_port(), free_port()
     (root / "kubelet.yaml").write_text(json.dumps(kubelet_config(node, pki, port, healthz), indent=1))
     services.start_daemon(
         kubelet_daemon,
