@@ -282,17 +282,22 @@ def k8s_floor_runs(kubectl: list[str], runs: int) -> list[float]:
     return samples
 
 
+def k8s_converge(role_vars: dict, log_name: str, what: str = "") -> None:
+    """tests/k8s/play_kubernetes.yml with ``role_vars``; its output in tests/output/``log_name``."""
+    wall, _output, rc = ansible_playbook(
+        ["-i", "localhost,", "-e", json.dumps(role_vars), str(REPO / "tests" / "k8s" / "play_kubernetes.yml")],
+        log_file=OUTPUT / log_name,
+    )
+    if rc != 0:
+        raise HarnessError(f"the kubernetes role {what} failed (rc {rc}); log in tests/output/{log_name}")
+    log(f"kubernetes role {what} converged in {wall:.1f} s")
+
+
 def k8s_warm_runs(cluster: k8s.Cluster, engine: Engine, role_vars: dict, volumes: Path, *, runs: int, workdir: Path) -> dict:
     """The same sessions from the role's warm pool (agent_smoke ``warm: true``), one at a time, each
     once two members run: claim -> parsed. A warm agent was started without the IPC wait of the
     cold runs' env, so the module's IPC round trip (``ipc_path``) ends it."""
-    wall, _output, rc = ansible_playbook(
-        ["-i", "localhost,", "-e", json.dumps(role_vars), str(REPO / "tests" / "k8s" / "play_kubernetes.yml")],
-        log_file=OUTPUT / "bench-kubernetes-warm-role.log",
-    )
-    if rc != 0:
-        raise HarnessError(f"the kubernetes role with a warm pool failed (rc {rc}); log in tests/output/bench-kubernetes-warm-role.log")
-    log(f"kubernetes role with a warm pool of 2 converged in {wall:.1f} s")
+    k8s_converge(role_vars, "bench-kubernetes-warm-role.log", "with a warm pool of 2")
     args = {k: v for k, v in engine.module_args.items() if k != "env"}
     warm = Engine(
         engine.key + "-warm", engine.title, engine.cli, {**args, "warm": True, "ipc_path": str(volumes / K8S_NS / "nanoclaw-ipc-main")}
@@ -345,13 +350,7 @@ def bench_kubernetes(runs: int, rounds: int, workdir: Path) -> tuple[dict, dict]
         title = k8s_title(cluster)
         log("kubernetes: laying down the kubernetes role (tests/k8s/play_kubernetes.yml)")
         role_vars = k8s_role_vars(cluster.admin_kubeconfig, k8s_node.make_local_volumes(volumes, K8S_NS))
-        wall, _output, rc = ansible_playbook(
-            ["-i", "localhost,", "-e", json.dumps(role_vars), str(REPO / "tests" / "k8s" / "play_kubernetes.yml")],
-            log_file=OUTPUT / "bench-kubernetes-role.log",
-        )
-        if rc != 0:
-            raise HarnessError(f"the kubernetes role failed (rc {rc}); log in tests/output/bench-kubernetes-role.log")
-        log(f"kubernetes role converged in {wall:.1f} s")
+        k8s_converge(role_vars, "bench-kubernetes-role.log")
         cluster.kubectl("create", "namespace", K8S_FLOOR_NS)
         deadline = time.monotonic() + 60
         while cluster.kubectl("-n", K8S_FLOOR_NS, "get", "serviceaccount", "default", check=False).returncode != 0:

@@ -1011,6 +1011,13 @@ def _terminated(kube: kj.KubeJobs, job_name: str) -> bool:
     return pod is not None and kj.container_exit_code(pod) is not None
 
 
+def _pod_seen(result: dict, pod: dict) -> tuple[str, str] | None:
+    """Note the agent pod and its node in ``result``; its failure when it cannot start."""
+    result["pod_name"] = pod["metadata"]["name"]
+    result["node_name"] = pod.get("spec", {}).get("nodeName")
+    return kj.waiting_failure(pod)
+
+
 def _started(kube: kj.KubeJobs, job_name: str) -> bool:
     pod = kube.pod(job_name)
     return pod is not None and (kj.container_running(pod) or kj.container_exit_code(pod) is not None)
@@ -1051,9 +1058,7 @@ def smoke_kubernetes(module: AnsibleModule, kube: kj.KubeJobs, job: dict, warm: 
         while time.monotonic() < deadline:
             pod = kube.pod(job_name)
             if pod is not None:
-                result["pod_name"] = pod["metadata"]["name"]
-                result["node_name"] = pod.get("spec", {}).get("nodeName")
-                stuck = kj.waiting_failure(pod)
+                stuck = _pod_seen(result, pod)
                 if stuck:
                     failure, msg = stuck
                     break
@@ -1149,9 +1154,7 @@ def smoke_kubernetes_v2(module: AnsibleModule, kube: kj.KubeJobs, job: dict, ses
         while time.monotonic() < deadline:
             pod = kube.pod(job_name)
             if pod is not None:
-                result["pod_name"] = pod["metadata"]["name"]
-                result["node_name"] = pod.get("spec", {}).get("nodeName")
-                stuck = kj.waiting_failure(pod)
+                stuck = _pod_seen(result, pod)
                 if stuck:
                     failure, msg = stuck
                     break

@@ -156,3 +156,16 @@ def run_module(tmp_path: Path, module: str, calls: list[dict], *, concurrent: bo
     log = proc.stdout + proc.stderr
     assert out.exists(), f"the playbook did not save results:\n{log[-3000:]}"
     return ModulePlay(results=json.loads(out.read_text()), log=log, rc=proc.returncode, seconds=time.monotonic() - started)
+
+
+def smoke_args(cluster: ClusterAccess, namespace: str, **args) -> dict:
+    """agent_smoke's arguments for Job mode in ``namespace`` (group main, the FIXTURE image), plus ``args``."""
+    return {
+        "engine": "kubernetes",
+        "image": "localhost/nanoclaw-fixture-agent:ok",
+        "kubeconfig": str(cluster.kubeconfig),
+        "namespace": namespace,
+        "group": "main",
+        "timeout": 120,
+        **args,
+    }

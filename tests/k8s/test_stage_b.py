@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run_module
+from conftest import BIN, run_module, smoke_args
 
 from tests.harness import k8s_node
 from tests.harness.common import parse_recap
@@ -60,15 +60,7 @@ def _smoke(cluster, **args) -> dict:
     # A v1 agent waits for input/_close after its result (as the real runner does); without
     # ipc_path the Job mode cannot write it, so the FIXTURE ends right after its result.
     args.setdefault("env", {"NANOCLAW_FIXTURE_IPC_WAIT": "0"})
-    return {
-        "engine": "kubernetes",
-        "image": f"{AGENT}:ok",
-        "kubeconfig": str(cluster.kubeconfig),
-        "namespace": NS,
-        "group": "main",
-        "timeout": 120,
-        **args,
-    }
+    return smoke_args(cluster, NS, **args)
 
 
 def _smoke_jobs_left(cluster) -> list[str]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_module
+from conftest import run_module, smoke_args
 
 from tests.harness import k8s_node
 
@@ -39,15 +39,7 @@ def shared(cluster, tmp_path_factory) -> Path:
 
 def _smoke(cluster, **args) -> dict:
     args.setdefault("env", {"NANOCLAW_FIXTURE_IPC_WAIT": "0"})
-    return {
-        "engine": "kubernetes",
-        "image": f"{AGENT}:ok",
-        "kubeconfig": str(cluster.kubeconfig),
-        "namespace": NS,
-        "group": "main",
-        "timeout": 120,
-        **args,
-    }
+    return smoke_args(cluster, NS, **args)
 
 
 def _on(node: str) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_module
+from conftest import run_module, smoke_args
 
 from tests.harness import k8s_node
 
@@ -47,18 +47,8 @@ def v2_claims(cluster, tmp_path_factory) -> Path:
 
 
 def _smoke(cluster, claims: Path, **args) -> dict:
-    return {
-        "engine": "kubernetes",
-        "contract": "v2",
-        "image": f"{AGENT}:ok",
-        "kubeconfig": str(cluster.kubeconfig),
-        "namespace": NS,
-        "group": "main",
-        "timeout": 120,
-        "session_path": str(claims / "nanoclaw-sessions-main"),
-        "group_path": str(claims / "nanoclaw-group-main"),
-        **args,
-    }
+    paths = {"session_path": str(claims / "nanoclaw-sessions-main"), "group_path": str(claims / "nanoclaw-group-main")}
+    return smoke_args(cluster, NS, contract="v2", **{**paths, **args})
 
 
 def test_the_v2_template_has_v2s_layout(cluster, v2_claims):

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_module
+from conftest import run_module, smoke_args
 
 from tests.harness import k8s_node
 
@@ -60,15 +60,7 @@ def _wait_for_pool(cluster, seconds: float = 90) -> list[dict]:
 
 
 def _smoke(cluster, **args) -> dict:
-    return {
-        "engine": "kubernetes",
-        "image": f"{AGENT}:ok",
-        "kubeconfig": str(cluster.kubeconfig),
-        "namespace": NS,
-        "group": "main",
-        "timeout": 120,
-        **args,
-    }
+    return smoke_args(cluster, NS, **args)
 
 
 def test_the_role_starts_the_pool_and_a_rerun_changes_nothing(cluster, pool):
