@@ -1032,6 +1032,41 @@ def _sections(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _table(lines: list[str]) -> tuple[int, int] | None:
+    """The first markdown table's data rows in ``lines``: (first row, end) or None."""
+    sep = next((i for i, line in enumerate(lines) if line.startswith("|---")), None)
+    if sep is None:
+        return None
+    end = sep + 1
+    while end < len(lines) and lines[end].startswith("| "):
+        end += 1
+    return sep + 1, end
+
+
+def _keep_rows(new_body: str, old_body: str, note: str) -> str:
+    """``new_body`` with the previous report's table rows it has no row of the same title for,
+    first, each title marked with ``note`` (once)."""
+
+    def title(row: str) -> str:
+        return row.split("|")[1].strip()
+
+    new_lines, old_lines = new_body.split("\n"), old_body.split("\n")
+    new_rows, old_rows = _table(new_lines), _table(old_lines)
+    if new_rows is None or old_rows is None:
+        return new_body
+    titles = {title(r) for r in new_lines[new_rows[0] : new_rows[1]]}
+    kept = []
+    for row in old_lines[old_rows[0] : old_rows[1]]:
+        if title(row) in titles:
+            continue
+        cells = row.split("|")
+        if "*(kept from" not in cells[1]:
+            cells[1] = f" {title(row)} {note} "
+        kept.append("|".join(cells))
+    new_lines[new_rows[0] : new_rows[0]] = kept
+    return "\n".join(new_lines)
+
+
 def keep_sections(new: str, old: str, measured: set[str]) -> str:
     """A run of some parts only (``--only``): the sections of the parts it did not measure come
     from the previous report, marked as such, instead of being left out."""
@@ -1057,9 +1092,20 @@ def keep_sections(new: str, old: str, measured: set[str]) -> str:
         return found
 
     new_parts, old_parts = by_prefix(new), by_prefix(old)
+    # A section two parts write (the engines' and the cluster's rows of one table), measured for one:
+    # the other's rows come from the previous report, marked as such.
+    shared = {
+        prefix for part, prefixes in PART_SECTIONS.items() if part not in measured for prefix in prefixes if prefix not in kept_prefixes
+    }
+    row_note = f"*(kept from `{commit.group(1)[:10] if commit else '?'}`, {date.group(1) if date else '?'})*"
     out: list[str] = []
     for prefix in order:
-        if prefix in kept_prefixes:
+        if prefix in shared and prefix in new_parts and prefix in old_parts:
+            # Rows of a section the previous report had kept in turn name the run that measured them.
+            earlier = re.search(r"\*Kept from the previous report \(commit `([0-9a-f?]+)`, ([^)]*)\)", old_parts[prefix])
+            rows_note = f"*(kept from `{earlier.group(1)}`, {earlier.group(2)})*" if earlier else row_note
+            out.append(_keep_rows(new_parts[prefix], old_parts[prefix], rows_note))
+        elif prefix in kept_prefixes:
             if prefix in old_parts and "*Kept from the previous report" in old_parts[prefix]:
                 out.append(old_parts[prefix])  # kept before: it still says from which run
             elif prefix in old_parts:

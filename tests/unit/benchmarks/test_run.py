@@ -267,3 +267,36 @@ def test_the_site_inventory_reaches_the_target_over_ssh_or_podman() -> None:
     podman = bench.site_inventory(source, "t", "podman")["nanoclaw_hosts"]["hosts"]["t"]
     assert podman["ansible_connection"] == "containers.podman.podman"
     assert "ansible_port" not in podman
+
+
+def test_a_run_of_the_cluster_only_keeps_the_engines_rows_of_the_tables_they_share() -> None:
+    old = bench.render(_data())
+    data = _data()
+    podman_rows = [line for line in old.splitlines() if line.startswith("| Podman |") and line.count("|") > 4]
+    assert len(podman_rows) == 2, "the fixture has a Podman row in both shared tables (and one in the machine's)"
+    data["cold"] = {"kubernetes": {**data["cold"]["podman"], "title": "Kubernetes Job (harness node)"}}
+    data["concurrent"] = {"kubernetes": {**data["concurrent"]["podman"], "title": "Kubernetes Job (harness node)"}}
+    text = bench.keep_sections(bench.render(data).replace("`abc123`", "`def456`"), old, {"kubernetes"})
+    kept = [line for line in text.splitlines() if line.startswith("| Podman *(kept from `abc123`")]
+    assert len(kept) == 2
+    assert [line.split("|")[2:] for line in kept] == [line.split("|")[2:] for line in podman_rows]
+    assert text.count("| Kubernetes Job (harness node) |") == 2
+    assert "*Kept from the previous report" not in text.split("## agent_image")[0]
+    # Kept again by the next such run: marked once, still naming the run that measured it.
+    again = bench.keep_sections(bench.render(data).replace("`abc123`", "`0123abc`"), text, {"kubernetes"})
+    assert again.count("| Podman *(kept from `abc123`") == 2
+    assert "*(kept from `def456`" not in again
+
+
+def test_rows_a_previous_partial_run_had_kept_name_the_run_that_measured_them() -> None:
+    measured = bench.render(_data())
+    data = _data()
+    data["agent_image"], data["cold"], data["concurrent"] = None, {}, {}
+    data["site"] = {"podman": _site_row(300.0, 30.0)}
+    site_only = bench.keep_sections(bench.render(data).replace("`abc123`", "`def456`"), measured, {"site"})
+    data = _data()
+    data["cold"] = {"kubernetes": {**data["cold"]["podman"], "title": "Kubernetes Job (harness node)"}}
+    data["concurrent"] = {"kubernetes": {**data["concurrent"]["podman"], "title": "Kubernetes Job (harness node)"}}
+    text = bench.keep_sections(bench.render(data).replace("`abc123`", "`0123abc`"), site_only, {"kubernetes"})
+    assert text.count("| Podman *(kept from `abc123`") == 2
+    assert "kept from `def456`" not in text
