@@ -48,7 +48,7 @@ def v2_claims(cluster, tmp_path_factory) -> Path:
 
 def _smoke(cluster, claims: Path, **args) -> dict:
     paths = {"session_path": str(claims / "nanoclaw-sessions-main"), "group_path": str(claims / "nanoclaw-group-main")}
-    return smoke_args(cluster, NS, contract="v2", **{**paths, **args})
+    return smoke_args(cluster, NS, **{"contract": "v2", **paths, **args})
 
 
 def test_the_v2_template_has_v2s_layout(cluster, v2_claims):

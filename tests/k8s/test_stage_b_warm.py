@@ -109,7 +109,7 @@ def test_warm_and_cold_starts_side_by_side(cluster, pool, tmp_path):
     """Measured, not asserted: claim -> parsed for warm sessions, create -> parsed for new Jobs."""
     ipc = str(pool / NS / "nanoclaw-ipc-main")
     samples: dict[str, list[float]] = {"warm": [], "cold": []}
-    for index in range(5):
+    for index in range(3):
         for kind in ("warm", "cold"):
             _wait_for_pool(cluster)
             args = {"warm": True} if kind == "warm" else {"env": {"NANOCLAW_FIXTURE_IPC_WAIT": "60"}}
@@ -118,7 +118,7 @@ def test_warm_and_cold_starts_side_by_side(cluster, pool, tmp_path):
             assert not result.get("failed"), json.dumps(result, indent=1)[-2000:]
             assert result.get("warm", False) is (kind == "warm")
             samples[kind].append(result["timings"]["create_to_parsed"])
-    lines = ["Agent start, 5 sequential sessions each, same namespace and node (seconds to the parsed result)"]
+    lines = ["Agent start, 3 sequential sessions each, same namespace and node (seconds to the parsed result)"]
     for kind, label in (("cold", "new Job: create -> parsed"), ("warm", "warm pool: claim -> parsed")):
         values = sorted(samples[kind])
         lines.append(f"  {label:<28} p50 {statistics.median(values):6.2f}  min {values[0]:6.2f}  max {values[-1]:6.2f}  all {values}")
