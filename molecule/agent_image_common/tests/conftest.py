@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from tests.harness import registry as harness_registry
+
 HERE = Path(__file__).resolve().parent
 COMMON = HERE.parent
 REPO = HERE.parents[2]
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO))
-
-from tests.harness import registry as harness_registry  # noqa: E402
 
 SCENARIO = os.environ["MOLECULE_SCENARIO_NAME"]
 ENGINE = "docker" if "docker" in SCENARIO else "podman"

@@ -7,11 +7,6 @@ its tests import their helpers from runtime_tests, never from conftest.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-
 # Importing the fixtures here is what makes pytest see them (for the tests of this directory only).
 from runtime_tests import node, smoke_image
 
