@@ -482,7 +482,6 @@ def stop(cluster: Cluster | None = None) -> None:
         _remove_cgroup_root(node)
     if shutil.which("iptables"):
         _forwarding(add=False)
-    os.environ.pop("NANOCLAW_K8S_NODE", None)
 
 
 def make_local_volumes(base: Path, namespace: str) -> Path:
