@@ -132,8 +132,16 @@ root_propagation:
   description: The propagation of the C(/) mount, V(shared), V(private) or V(slave).
   returned: always
   type: str
+wsl:
+  description:
+    - V(wsl2) for a WSL2 kernel, V(wsl1) for WSL1 (C(/proc/version) names Microsoft, or the WSL
+      environment variables or C(/proc/sys/fs/binfmt_misc/WSLInterop) are there, but the kernel is not
+      a WSL2 one), else V(none). The one place the collection tells WSL apart.
+  returned: always
+  type: str
+  choices: [wsl2, wsl1, none]
 wsl2:
-  description: The kernel is a WSL2 kernel.
+  description: The kernel is a WSL2 kernel (RV(wsl) is V(wsl2)).
   returned: always
   type: bool
 wsl_systemd:
@@ -234,6 +242,16 @@ def nearest_existing(path: str) -> str:
     while not os.path.exists(path) and path != "/":
         path = os.path.dirname(path)
     return os.path.realpath(path)
+
+
+def wsl_kind(proc_version: str, environ: dict[str, str], interop: bool) -> str:
+    """wsl2, wsl1 or none: a WSL2 kernel says so in its version string; WSL1 has a Microsoft
+    version string, or WSL's environment variables or binfmt interop entry, without it."""
+    version = proc_version.lower()
+    wsl = "microsoft" in version or "WSL_DISTRO_NAME" in environ or "WSL_INTEROP" in environ or interop
+    if not wsl:
+        return "none"
+    return "wsl2" if re.search(r"microsoft-standard|wsl2", version) else "wsl1"
 
 
 def wsl_systemd(text: str) -> bool:
@@ -392,7 +410,7 @@ def main() -> None:
             module.fail_json(msg=f"expect: mode {expect['mode']!r} of {expect['path']} is not an octal string such as '0755'")
     mounts = parse_mountinfo(_read("/proc/self/mountinfo"))
     fs_path = nearest_existing(module.params["path"])
-    version = _read("/proc/version").lower()
+    wsl = wsl_kind(_read("/proc/version"), dict(os.environ), os.path.exists("/proc/sys/fs/binfmt_misc/WSLInterop"))
     module.exit_json(
         changed=False,
         cgroup_mode=cgroup_mode(),
@@ -402,7 +420,8 @@ def main() -> None:
         fs_type=mount_of(fs_path, mounts)["fstype"],
         fs_path=fs_path,
         root_propagation=mount_of("/", mounts)["propagation"],
-        wsl2="microsoft" in version and bool(re.search(r"microsoft-standard|wsl2", version)),
+        wsl=wsl,
+        wsl2=wsl == "wsl2",
         wsl_systemd=wsl_systemd(_read("/etc/wsl.conf")),
         kernel=platform.release(),
         files={f: _text(f) for f in module.params["read"]},

@@ -108,3 +108,17 @@ def test_read_and_sha256_open_regular_files_only_and_never_follow_a_link(tmp_pat
         assert mod._text(str(path)) is None, path
         assert mod._sha256(str(path)) is None, path
     assert mod._text("/proc/version"), "files of /proc are read (their size says 0)"
+
+
+def test_wsl_is_told_apart_from_the_kernel_version_the_environment_and_interop():
+    wsl2_kernel = "Linux version 5.15.153.1-microsoft-standard-WSL2 (root@1c602f52c2e4) (gcc 11.2.0)"
+    wsl1_kernel = "Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0)"
+    debian = "Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14) 12.2.0)"
+    assert mod.wsl_kind(wsl2_kernel, {}, False) == "wsl2"
+    assert mod.wsl_kind(wsl1_kernel, {}, False) == "wsl1"
+    assert mod.wsl_kind(debian, {}, False) == "none"
+    # A custom kernel under WSL: only the environment or the interop entry says WSL.
+    assert mod.wsl_kind(debian, {"WSL_DISTRO_NAME": "Debian"}, False) == "wsl1"
+    assert mod.wsl_kind(debian, {"WSL_INTEROP": "/run/WSL/1_interop"}, False) == "wsl1"
+    assert mod.wsl_kind(debian, {}, True) == "wsl1"
+    assert mod.wsl_kind(debian.replace("amd64", "wsl2"), {"WSL_DISTRO_NAME": "Debian"}, False) == "wsl2"
