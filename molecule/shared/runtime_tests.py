@@ -1,5 +1,6 @@
-"""Helpers shared by the podman and docker role verify tests (molecule/nanoclaw_podman/tests and
-molecule/nanoclaw_docker/tests): act as the NanoClaw user, drive a role with bad input."""
+"""Helpers shared by the podman and docker role verify tests (molecule/nanoclaw_podman/podman_tests and
+molecule/nanoclaw_docker/docker_tests) and the preflight ones (run_play): act as the NanoClaw user,
+drive a role with bad input. On the import path through the repository's pytest `pythonpath`."""
 
 from __future__ import annotations
 

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from runtime_tests import run_play
 
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 
 
 def run_preflight(container: str, extra_vars: dict, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run play_preflight.yml against a podman container with ``extra_vars``."""
-    argv = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        f"{container},",
-        "-c",
-        "podman",  # pipelined under the harness (tests/harness/ansible_plugins)
-        "-e",
-        "ansible_python_interpreter=/usr/bin/python3",
-        "-e",
-        json.dumps(extra_vars),
-        str(HERE / "play_preflight.yml"),
-    ]
-    if check:
-        argv.append("--check")
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=600)
+    """Run play_preflight.yml against a podman container with ``extra_vars`` (as the runtime roles' tests run theirs)."""
+    return run_play(container, HERE / "play_preflight.yml", extra_vars, check=check)
 
 
 @pytest.fixture(scope="session")
