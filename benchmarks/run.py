@@ -10,7 +10,8 @@ FIXTURE agent images, fresh systemd target containers) and uses no other tool.
 
 Every figure is a ratio against a floor measured in the same run, on the same engine:
 - agent cold start: nanoclaw.provision.agent_smoke, spawn -> parsed result (the module's own
-  ``timings.spawn_to_result``), against ``run --rm --entrypoint true IMAGE`` (the fixture agent
+  ``timings.spawn_to_result``; for the Kubernetes Job row nanoclaw.provision.agent_smoke_job and its
+  ``timings.create_to_parsed``), against ``run --rm --entrypoint true IMAGE`` (the fixture agent
   image's entrypoint is the agent itself, so the floor names ``true`` as the entrypoint);
 - 5 concurrent agents: the same module on 5 inventory hosts at once (forks=5), per-agent
   latency and throughput against one agent at a time;
@@ -119,10 +120,12 @@ class Engine:
     cli: list[str]  # argv prefix of the same CLI the module runs
     module_args: dict
     env: dict = field(default_factory=dict)
-    # The module's timing that is "spawn -> parsed result" for this engine (Job mode: create_to_parsed).
+    # The module's timing that is "spawn -> parsed result" for this engine (agent_smoke_job: create_to_parsed).
     result_key: str = "spawn_to_result"
     # The floor on this engine, ``runs`` samples; None: ``run --rm --entrypoint true IMAGE`` with ``cli``.
     floor: Callable[[int], list[float]] | None = None
+    # The smoke module that runs the agent on this engine: the container CLI's, or the Kubernetes Job's.
+    module: str = "agent_smoke"
 
 
 def prepare_engines() -> list[Engine]:
@@ -168,12 +171,12 @@ def floor_runs(engine: Engine, runs: int) -> list[float]:
 
 
 SMOKE_PLAY = """---
-- name: agent_smoke, {runs} times per host
+- name: {module}, {runs} times per host
   hosts: bench_agents
   gather_facts: false
   tasks:
     - name: Start one agent and parse its result
-      nanoclaw.provision.agent_smoke: "{{{{ bench_args }}}}"
+      nanoclaw.provision.{module}: "{{{{ bench_args }}}}"
       loop: "{{{{ range(bench_runs | int) | list }}}}"
       register: bench_smoke
     - name: Save the timings
@@ -185,7 +188,7 @@ SMOKE_PLAY = """---
 
 
 def smoke_runs(engine: Engine, runs: int, hosts: int, workdir: Path) -> tuple[list[dict], float]:
-    """agent_smoke ``runs`` times on each of ``hosts`` localhost aliases at once; (the module's timings, wall)."""
+    """The engine's smoke module ``runs`` times on each of ``hosts`` localhost aliases at once; (the module's timings, wall)."""
     out = workdir / f"smoke-{engine.key}-{hosts}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -201,12 +204,12 @@ def smoke_runs(engine: Engine, runs: int, hosts: int, workdir: Path) -> tuple[li
         )
     )
     playbook = out / "play.yml"
-    playbook.write_text(SMOKE_PLAY.format(runs=runs))
+    playbook.write_text(SMOKE_PLAY.format(module=engine.module, runs=runs))
     extra = out / "vars.json"
     extra.write_text(json.dumps({"bench_args": {"image": IMAGE, **engine.module_args}, "bench_runs": runs, "bench_out": str(out)}))
     wall, output, rc = ansible_playbook(["-i", str(inventory), "-f", str(hosts), "-e", f"@{extra}", str(playbook)], env=engine.env)
     if rc != 0:
-        raise HarnessError(f"agent_smoke on {engine.key} ({hosts} at once) failed:\n{output[-3000:]}")
+        raise HarnessError(f"{engine.module} on {engine.key} ({hosts} at once) failed:\n{output[-3000:]}")
     samples = []
     for i in range(1, hosts + 1):
         samples += json.loads((out / f"bench-agent-{i}.json").read_text())
@@ -217,7 +220,7 @@ def bench_engine(engine: Engine, runs: int, rounds: int, workdir: Path) -> tuple
     """Cold start (floor and agent_smoke, ``runs`` each) and 5 concurrent agents vs one (``rounds`` each) on one engine."""
     log(f"cold start on {engine.key}: floor x{runs}")
     floor = engine.floor(runs) if engine.floor else floor_runs(engine, runs)
-    log(f"cold start on {engine.key}: agent_smoke x{runs}")
+    log(f"cold start on {engine.key}: {engine.module} x{runs}")
     smoke_runs(engine, 1, 1, workdir)  # warm-up, not counted
     timings = smoke_runs(engine, runs, 1, workdir)[0]
     agent = [t[engine.result_key] for t in timings]
@@ -294,13 +297,17 @@ def k8s_converge(role_vars: dict, log_name: str, what: str = "") -> None:
 
 
 def k8s_warm_runs(cluster: k8s.Cluster, engine: Engine, role_vars: dict, volumes: Path, *, runs: int, workdir: Path) -> dict:
-    """The same sessions from the role's warm pool (agent_smoke ``warm: true``), one at a time, each
+    """The same sessions from the role's warm pool (agent_smoke_job ``warm: true``), one at a time, each
     once two members run: claim -> parsed. A warm agent was started without the IPC wait of the
     cold runs' env, so the module's IPC round trip (``ipc_path``) ends it."""
     k8s_converge(role_vars, "bench-kubernetes-warm-role.log", "with a warm pool of 2")
     args = {k: v for k, v in engine.module_args.items() if k != "env"}
     warm = Engine(
-        engine.key + "-warm", engine.title, engine.cli, {**args, "warm": True, "ipc_path": str(volumes / K8S_NS / "nanoclaw-ipc-main")}
+        engine.key + "-warm",
+        engine.title,
+        engine.cli,
+        {**args, "warm": True, "ipc_path": str(volumes / K8S_NS / "nanoclaw-ipc-main")},
+        module=engine.module,
     )
     timings = []
     for index in range(runs + 1):
@@ -332,7 +339,7 @@ def k8s_title(cluster: k8s.Cluster) -> str:
 
 def bench_kubernetes(runs: int, rounds: int, workdir: Path) -> tuple[dict, dict]:
     """The harness's real cluster and node (as ``./run k8s:b``), the kubernetes role laid down as
-    tests/k8s/test_stage_b.py does, then agent_smoke ``engine: kubernetes`` against a ``true`` Job.
+    tests/k8s/test_stage_b.py does, then agent_smoke_job against a ``true`` Job.
     Anything that stops it is reported as "not measured: <reason>", never estimated."""
     cluster = None
     node_started = False
@@ -362,15 +369,15 @@ def bench_kubernetes(runs: int, rounds: int, workdir: Path) -> tuple[dict, dict]
             title,
             [str(cluster.bin / "kubectl"), f"--kubeconfig={cluster.admin_kubeconfig}"],
             {
-                "engine": "kubernetes",
                 "kubeconfig": str(cluster.admin_kubeconfig),
                 "namespace": K8S_NS,
                 "group": "main",
                 "timeout": 180,
-                # The Job mode writes no input/_close without ipc_path: the FIXTURE ends after its result.
+                # agent_smoke_job writes no input/_close without ipc_path: the FIXTURE ends after its result.
                 "env": {"NANOCLAW_FIXTURE_IPC_WAIT": "0"},
             },
             result_key="create_to_parsed",
+            module="agent_smoke_job",
         )
         engine.floor = lambda n: k8s_floor_runs(engine.cli, n)
         cold, concurrent = bench_engine(engine, runs, rounds, workdir)
@@ -946,7 +953,7 @@ def render(data: dict) -> str:
     if "kubernetes" in data["cold"]:
         lines += [
             "",
-            "For the Kubernetes Job row the module runs in Job mode (`engine: kubernetes`) against the harness's own",
+            "For the Kubernetes Job row the module is `nanoclaw.provision.agent_smoke_job`, against the harness's own",
             "two-node cluster (`./run k8s:b`: control plane and kubelets built from k8s.io/kubernetes, Debian's containerd),",
             "with the `nanoclaw.provision.kubernetes` role laid down as its stage B tests do (ReadWriteMany claims on hostPath",
             "volumes both nodes mount, no node pinned, the fixture image never pulled). *result* is the module's",

@@ -48,6 +48,17 @@ class ContainerSpec:
     extra_args: list[str] = field(default_factory=list)
 
 
+def poll_gone(exists: Callable[[str], bool], name: str, seconds: float) -> bool:
+    """Whether the container ``name`` was gone, asking ``exists`` every 0.25 s, within ``seconds``
+    (--rm removal is asynchronous on some engines)."""
+    deadline = time.monotonic() + seconds
+    while exists(name):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
 class Engine(ABC):
     """What the modules need from a container engine."""
 
@@ -88,12 +99,7 @@ class Engine(ABC):
 
     def wait_gone(self, name: str, seconds: float = 15.0) -> bool:
         """--rm removal is asynchronous on some engines: wait until ``name`` is gone."""
-        deadline = time.monotonic() + seconds
-        while self.exists(name):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.25)
-        return True
+        return poll_gone(self.exists, name, seconds)
 
 
 class CliEngine(Engine):
@@ -142,6 +148,11 @@ class CliEngine(Engine):
         done = self.runner.run(["ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"], timeout=60)
         return done.stdout.split() if done.ok else []
 
+    @staticmethod
+    def exists_argv(name: str) -> list[str]:
+        """``ps`` listing the container ``name`` (anchored: no other container whose name contains it)."""
+        return ["ps", "-a", "--filter", f"name=^{name}$", "--format", "{{.Names}}"]
+
     def exists(self, name):
-        done = self.runner.run(["ps", "-a", "--filter", f"name=^{name}$", "--format", "{{.Names}}"], timeout=60)
+        done = self.runner.run(self.exists_argv(name), timeout=60)
         return name in done.stdout.split()

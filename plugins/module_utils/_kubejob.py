@@ -1,10 +1,10 @@
 # Copyright (c) nanoclaw.provision contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The Kubernetes Job side of agent_smoke: one agent session as a Job made from the template
+"""The Kubernetes side of agent_smoke_job: one agent session as a Job made from the template
 the kubernetes role publishes (ConfigMap ``nanoclaw-agent-job-template``, key ``job-<group>.yaml``).
 
-Pure helpers (``prepare_job``, ``waiting_failure``, ``ipc_*``, ``template_generation``, ``v2_*``)
-are unit-tested; ``KubeJobs``
+Pure helpers (``prepare_job``, ``waiting_failure``, ``container_*``, ``ipc_*``,
+``template_generation``, ``v2_*``) are unit-tested; ``KubeJobs``
 talks to the API server through the ``kubernetes`` Python client, imported lazily so that the
 module loads (and documents itself) without it.
 """
@@ -128,6 +128,11 @@ def container_exit_code(pod: dict) -> int | None:
 
 def container_running(pod: dict) -> bool:
     return any((s.get("state") or {}).get("running") is not None for s in pod.get("status", {}).get("containerStatuses") or [])
+
+
+def container_started(pod: dict) -> bool:
+    """Running, or already ended: a fast agent can be done before the API ever reports it running."""
+    return container_running(pod) or container_exit_code(pod) is not None
 
 
 def ipc_message_file(ipc_path: str, text: str, stamp: float) -> str:

@@ -279,7 +279,7 @@ from ansible_collections.nanoclaw.provision.plugins.module_utils._checks import 
     parse_key_values,
     stable_info,
 )
-from ansible_collections.nanoclaw.provision.plugins.module_utils._engine import HOST_GATEWAY
+from ansible_collections.nanoclaw.provision.plugins.module_utils._engine import HOST_GATEWAY, CliEngine, poll_gone
 from ansible_collections.nanoclaw.provision.plugins.module_utils._runner import Account, Completed, Runner, RunnerError, resolve_account
 
 COMMON = ["info", "run_rm_name", "bind_mount", "bind_mount_ro", "env", "user_home", "add_host_gateway", "stop", "build"]
@@ -332,6 +332,7 @@ class Probe:
         self.params = module.params
         self.account = account
         self.runner = runner
+        self.engine = CliEngine(runner)
         self.prefix = f"nanoclaw-compat-{token()[:8]}"
         self.names: list[str] = []
         self.dirs: list[str] = []
@@ -405,7 +406,7 @@ class Probe:
         listed = self.runner.run(["ps", "-a", "--filter", f"name={self.prefix}", "--format", "{{.Names}}"], timeout=60)
         leftovers = [n for n in listed.stdout.split() if n in self.names] if listed.ok else self.names
         for name in leftovers:
-            self.runner.run(["rm", "-f", name], timeout=60)
+            self.engine.remove(name)
         for image in self.images:
             self.runner.run(["rmi", "-f", image], timeout=60)
         for path in self.dirs:
@@ -456,14 +457,12 @@ class Probe:
 
     def wait_gone(self, name: str, seconds: float = 60.0) -> bool:
         # Generous for a loaded host, as wait_listed: a late removal is not an incompatibility.
-        deadline = time.monotonic() + seconds
-        while True:
-            listed = self.cli(["ps", "-a", "--filter", f"name=^{name}$", "--format", "{{.Names}}"], timeout=30)
-            if name not in listed.stdout.split():
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.25)
+        return poll_gone(self.exists, name, seconds)
+
+    def exists(self, name: str) -> bool:
+        # CliEngine's listing, but through cli(): the engine's stderr is kept for check_rlimits,
+        # and each listing gets 30 s.
+        return name in self.cli(CliEngine.exists_argv(name), timeout=30).stdout.split()
 
     def check_run_stdin(self) -> Outcome:
         payload = json.dumps({"prompt": "nanoclaw.provision compatibility probe", "token": token()})

@@ -159,9 +159,8 @@ def run_module(tmp_path: Path, module: str, calls: list[dict], *, concurrent: bo
 
 
 def smoke_args(cluster: ClusterAccess, namespace: str, **args) -> dict:
-    """agent_smoke's arguments for Job mode in ``namespace`` (group main, the FIXTURE image), plus ``args``."""
+    """agent_smoke_job's arguments in ``namespace`` (group main, the FIXTURE image), plus ``args``."""
     return {
-        "engine": "kubernetes",
         "image": "localhost/nanoclaw-fixture-agent:ok",
         "kubeconfig": str(cluster.kubeconfig),
         "namespace": namespace,

@@ -2,7 +2,7 @@
 
 The harness starts the control plane of stage A plus a node (tests/harness/k8s_node.py) with
 the TEST FIXTURE agent images imported into its containerd. The kubernetes role lays down the
-runtime with local static volumes on that node; agent_smoke's Job mode then runs the fixture
+runtime with local static volumes on that node; agent_smoke_job then runs the fixture
 from the role's Job template: the input goes to the agent's stdin through attach, the result is
 parsed from the pod log, the IPC round trip goes through the claim's directory on the node.
 
@@ -58,7 +58,7 @@ def converged(cluster, volumes) -> Path:
 
 def _smoke(cluster, **args) -> dict:
     # A v1 agent waits for input/_close after its result (as the real runner does); without
-    # ipc_path the Job mode cannot write it, so the FIXTURE ends right after its result.
+    # ipc_path agent_smoke_job cannot write it, so the FIXTURE ends right after its result.
     args.setdefault("env", {"NANOCLAW_FIXTURE_IPC_WAIT": "0"})
     return smoke_args(cluster, NS, **args)
 
@@ -77,7 +77,7 @@ def test_the_node_is_ready_on_containerd(cluster):
 
 
 def test_check_mode_dry_runs_the_job_and_creates_nothing(cluster, converged, tmp_path):
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster)], check=True)
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster)], check=True)
     result = play.results[0]
     assert not result.get("failed"), result
     assert "admitted" in result["msg"]
@@ -88,7 +88,7 @@ def test_smoke_job_runs_the_fixture_and_reads_the_sentinel_from_the_pod_log(clus
     prompt = "stage B smoke"
     play = run_module(
         tmp_path,
-        "agent_smoke",
+        "agent_smoke_job",
         [_smoke(cluster, input={"prompt": prompt, "isMain": True}, secrets={"ANTHROPIC_API_KEY": INPUT_SECRET})],
     )
     result = play.results[0]
@@ -123,7 +123,7 @@ def test_the_controller_service_account_is_enough_for_a_session(cluster, converg
     kubeconfig = tmp_path / "controller.kubeconfig"
     kubeconfig.write_text(json.dumps(config))
     kubeconfig.chmod(0o600)
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, kubeconfig=str(kubeconfig))])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, kubeconfig=str(kubeconfig))])
     result = play.results[0]
     assert not result.get("failed"), json.dumps(result, indent=1)[-3000:]
     assert result["output"]["status"] == "success"
@@ -133,7 +133,7 @@ def test_the_controller_service_account_is_enough_for_a_session(cluster, converg
 
 def test_five_concurrent_jobs_complete(cluster, converged, tmp_path):
     calls = [_smoke(cluster, input={"prompt": f"concurrent {i}"}) for i in range(5)]
-    play = run_module(tmp_path, "agent_smoke", calls, concurrent=True)
+    play = run_module(tmp_path, "agent_smoke_job", calls, concurrent=True)
     assert len(play.results) == 5
     for index, result in enumerate(play.results):
         assert not result.get("failed"), json.dumps(result, indent=1)[-2000:]
@@ -150,7 +150,7 @@ def test_five_concurrent_jobs_complete(cluster, converged, tmp_path):
 
 
 def test_a_failing_agent_is_reported_clearly(cluster, converged, tmp_path):
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, image=f"{AGENT}:status-error")])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, image=f"{AGENT}:status-error")])
     result = play.results[0]
     assert result.get("failed") is True
     assert result["failure"] == "status_error"
@@ -163,7 +163,7 @@ def test_a_failing_agent_is_reported_clearly(cluster, converged, tmp_path):
 
 
 def test_a_hanging_agent_times_out_and_its_job_is_deleted(cluster, converged, tmp_path):
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, image=f"{AGENT}:hang", timeout=15)])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, image=f"{AGENT}:hang", timeout=15)])
     result = play.results[0]
     assert result.get("failed") is True
     assert result["failure"] == "timeout"
@@ -173,7 +173,7 @@ def test_a_hanging_agent_times_out_and_its_job_is_deleted(cluster, converged, tm
 
 
 def test_a_missing_template_is_an_api_error(cluster, converged, tmp_path):
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, group="nosuchgroup")])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, group="nosuchgroup")])
     result = play.results[0]
     assert result["failure"] == "api_error"
     assert "has no key job-nosuchgroup.yaml" in result["msg"]
@@ -184,7 +184,7 @@ def test_ipc_round_trip_across_the_claims(cluster, converged, tmp_path):
     message = "follow-up over the ipc claim"
     play = run_module(
         tmp_path,
-        "agent_smoke",
+        "agent_smoke_job",
         [_smoke(cluster, ipc_path=str(ipc), ipc_message=message, env={"NANOCLAW_FIXTURE_IPC_WAIT": "60"})],
     )
     result = play.results[0]
@@ -204,12 +204,12 @@ def test_ipc_round_trip_across_the_claims(cluster, converged, tmp_path):
 
 def test_job_latency_over_ten_runs(cluster, converged, tmp_path):
     """Measured, not asserted: create -> running -> parsed, p50 over ten sequential Jobs."""
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, input={"prompt": f"latency {i}"}) for i in range(10)])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, input={"prompt": f"latency {i}"}) for i in range(10)])
     for result in play.results:
         assert not result.get("failed"), json.dumps(result, indent=1)[-2000:]
     keys = ("create_to_running", "running_to_parsed", "create_to_parsed", "total")
     samples = {k: [r["timings"][k] for r in play.results] for k in keys}
-    lines = ["Job latency over 10 sequential runs of agent_smoke engine=kubernetes (seconds)"]
+    lines = ["Job latency over 10 sequential runs of agent_smoke_job (seconds)"]
     for key in keys:
         values = sorted(samples[key])
         lines.append(f"  {key:<18} p50 {statistics.median(values):6.2f}  min {values[0]:6.2f}  max {values[-1]:6.2f}  all {values}")
@@ -228,7 +228,7 @@ def test_an_arbitrary_uid_in_group_0_still_passes(cluster, converged, tmp_path):
     ipc = converged / NS / "nanoclaw-ipc-main"
     play = run_module(
         tmp_path,
-        "agent_smoke",
+        "agent_smoke_job",
         [
             _smoke(
                 cluster,

@@ -131,7 +131,7 @@ def test_a_session_on_the_other_node_reads_what_the_first_wrote(cluster, shared,
     for node, prompt in ((NODE_A, "remember this on node A"), (NODE_B, "and this on node B")):
         play = run_module(
             tmp_path,
-            "agent_smoke",
+            "agent_smoke_job",
             [
                 _smoke(
                     cluster,
@@ -157,7 +157,7 @@ def test_a_session_on_the_other_node_reads_what_the_first_wrote(cluster, shared,
 
 def test_five_concurrent_agents_spread_over_both_nodes(cluster, shared, tmp_path):
     calls = [_smoke(cluster, input={"prompt": f"spread {i}"}) for i in range(5)]
-    play = run_module(tmp_path, "agent_smoke", calls, concurrent=True)
+    play = run_module(tmp_path, "agent_smoke_job", calls, concurrent=True)
     assert len(play.results) == 5
     for index, result in enumerate(play.results):
         assert not result.get("failed"), json.dumps(result, indent=1)[-2000:]

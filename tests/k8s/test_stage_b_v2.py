@@ -1,8 +1,8 @@
-"""Stage B, v2 agents as Jobs: the role's v2 template and agent_smoke's v2 Job mode - `./run k8s:b`.
+"""Stage B, v2 agents as Jobs: the role's v2 template and agent_smoke_job's v2 contract - `./run k8s:b`.
 
 The role is converged with ``nanoclaw_kubernetes_generation: v2`` in a namespace of its own, with
 local static volumes on the first node. The project claim holds the FIXTURE runner source (v2's
-image has none: the host mounts container/agent-runner/src at /app/src). agent_smoke prepares a
+image has none: the host mounts container/agent-runner/src at /app/src). agent_smoke_job prepares a
 session folder in the sessions claim as v2's host does, the FIXTURE agent (v2 mode, started by the
 template's `bash -c 'exec bun run /app/src/index.ts'`) polls its inbound.db, acknowledges the
 message in outbound.db and touches the heartbeat, all read on the host's side of the claims.
@@ -69,7 +69,7 @@ def test_the_v2_template_has_v2s_layout(cluster, v2_claims):
 def test_a_v2_session_runs_as_a_job_and_leaves_the_claims_as_it_found_them(cluster, v2_claims, tmp_path):
     sessions, group = v2_claims / "nanoclaw-sessions-main", v2_claims / "nanoclaw-group-main"
     before = (sorted(p.name for p in sessions.iterdir()), sorted(p.name for p in group.iterdir()))
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, v2_claims, input={"prompt": "v2 as a Job"})])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, v2_claims, input={"prompt": "v2 as a Job"})])
     result = play.results[0]
     assert not result.get("failed"), json.dumps(result, indent=1)[-3000:]
     assert result["failure"] is None
@@ -88,7 +88,7 @@ def test_a_v2_session_runs_as_a_job_and_leaves_the_claims_as_it_found_them(clust
 
 
 def test_a_v1_smoke_against_the_v2_template_names_the_variable(cluster, v2_claims, tmp_path):
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, v2_claims, contract="v1")])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, v2_claims, contract="v1")])
     result = play.results[0]
     assert result["failure"] == "api_error"
     assert "is a v2 template and contract is v1" in result["msg"]
@@ -96,7 +96,7 @@ def test_a_v1_smoke_against_the_v2_template_names_the_variable(cluster, v2_claim
 
 
 def test_v2_job_mode_without_the_claims_directories_is_bad_input(cluster, v2_claims, tmp_path):
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, v2_claims, session_path=None)])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, v2_claims, session_path=None)])
     result = play.results[0]
     assert result["failure"] == "bad_input"
     assert "needs session_path and group_path" in result["msg"]

@@ -1,7 +1,7 @@
 """Stage B, the warm pool: pre-started agents a session claims instead of creating a pod - `./run k8s:b`.
 
 The role is converged with ``nanoclaw_kubernetes_warm_pool: 2`` in a namespace of its own (local
-volumes on the first node). agent_smoke's ``warm: true`` claims a running member (a label under the
+volumes on the first node). agent_smoke_job's ``warm: true`` claims a running member (a label under the
 pod's resourceVersion), tops the pool up and runs the session through the member's stdin. Cold and
 warm sessions are timed side by side (measured, not asserted; tests/output/k8s-warm-latency.txt).
 """
@@ -79,7 +79,9 @@ def test_a_session_takes_a_warm_agent_and_the_pool_is_topped_up(cluster, pool, t
     # A warm FIXTURE started before the session, with no IPC wait of the test's: it waits for
     # input/_close after its result, which the module's IPC round trip writes.
     play = run_module(
-        tmp_path, "agent_smoke", [_smoke(cluster, warm=True, input={"prompt": "warm start"}, ipc_path=str(pool / NS / "nanoclaw-ipc-main"))]
+        tmp_path,
+        "agent_smoke_job",
+        [_smoke(cluster, warm=True, input={"prompt": "warm start"}, ipc_path=str(pool / NS / "nanoclaw-ipc-main"))],
     )
     result = play.results[0]
     assert not result.get("failed"), json.dumps(result, indent=1)[-3000:]
@@ -96,11 +98,11 @@ def test_a_session_takes_a_warm_agent_and_the_pool_is_topped_up(cluster, pool, t
 
 
 def test_warm_refuses_what_only_a_new_job_can_have(cluster, pool, tmp_path):
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, warm=True, env={"X": "1"}, node_selector={"a": "b"})])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, warm=True, env={"X": "1"}, node_selector={"a": "b"})])
     result = play.results[0]
     assert result["failure"] == "bad_input"
     assert "env, node_selector" in result["msg"]
-    play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, warm=True, image=f"{AGENT}:hang")])
+    play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, warm=True, image=f"{AGENT}:hang")])
     assert play.results[0]["failure"] == "api_error"
     assert "a warm agent's image is the one it was started with" in play.results[0]["msg"]
 
@@ -113,7 +115,7 @@ def test_warm_and_cold_starts_side_by_side(cluster, pool, tmp_path):
         for kind in ("warm", "cold"):
             _wait_for_pool(cluster)
             args = {"warm": True} if kind == "warm" else {"env": {"NANOCLAW_FIXTURE_IPC_WAIT": "60"}}
-            play = run_module(tmp_path, "agent_smoke", [_smoke(cluster, input={"prompt": f"{kind} {index}"}, ipc_path=ipc, **args)])
+            play = run_module(tmp_path, "agent_smoke_job", [_smoke(cluster, input={"prompt": f"{kind} {index}"}, ipc_path=ipc, **args)])
             result = play.results[0]
             assert not result.get("failed"), json.dumps(result, indent=1)[-2000:]
             assert result.get("warm", False) is (kind == "warm")

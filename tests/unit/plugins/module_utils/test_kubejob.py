@@ -1,6 +1,7 @@
-"""The pure parts of agent_smoke's Job mode: the Job made from the template, pod states, IPC files.
+"""The pure parts of agent_smoke_job: the Job made from the template, pod states, IPC files.
 
-The Job mode itself runs against a real cluster in tests/k8s/test_stage_b.py (`./run k8s:b`).
+The module's sessions run against a fake API in tests/unit/plugins/modules/test_agent_smoke_job.py,
+and against a real cluster in tests/k8s/test_stage_b*.py (`./run k8s:b`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ansible_collections.nanoclaw.provision.plugins.module_utils._kubejob import
     SMOKE_LABEL,
     container_exit_code,
     container_running,
+    container_started,
     ipc_close,
     ipc_message_file,
     ipc_prepare,
@@ -127,6 +129,10 @@ def test_container_states():
     assert container_exit_code(_pod({"terminated": {"exitCode": 3}})) == 3
     assert container_exit_code(_pod({"running": {}})) is None
     assert container_exit_code({"status": {}}) is None
+    # Started: running, or already ended before the API ever reported it running.
+    assert container_started(_pod({"running": {}}))
+    assert container_started(_pod({"terminated": {"exitCode": 0}}))
+    assert not container_started(_pod({"waiting": {"reason": "ContainerCreating"}}))
 
 
 def test_ipc_files_are_owned_like_the_claim_directory(tmp_path):

@@ -1,13 +1,38 @@
-"""agent_smoke's pure parts: judging v1 outputs, and the v2 session files it prepares and reads (real SQLite)."""
+"""agent_smoke's pure parts: its options, judging v1 outputs (shared with agent_smoke_job), and the v2
+session files it prepares and reads (real SQLite)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 
+import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
+
 from ansible_collections.nanoclaw.provision.plugins.module_utils import _v2session as v2s
+from ansible_collections.nanoclaw.provision.plugins.module_utils._contract import judge_v1, payload
 from ansible_collections.nanoclaw.provision.plugins.module_utils._sentinel import parse_outputs
-from ansible_collections.nanoclaw.provision.plugins.modules.agent_smoke import judge_v1
+from ansible_collections.nanoclaw.provision.plugins.modules import agent_smoke as mod
+
+
+@pytest.mark.parametrize("option", ["kubeconfig", "namespace", "warm", "node_selector", "ipc_path", "session_path", "keep_job"])
+def test_an_option_of_the_job_smoke_is_unsupported(option):
+    errors = ArgumentSpecValidator(mod.ARGUMENT_SPEC).validate({"image": "x", option: "x"}).errors.errors
+    assert [type(e) for e in errors] == [UnsupportedError], errors
+    assert errors[0].args[0].startswith(f"{option}. Supported parameters include:")
+
+
+def test_a_kubernetes_engine_is_no_longer_a_choice():
+    messages = ArgumentSpecValidator(mod.ARGUMENT_SPEC).validate({"image": "x", "engine": "kubernetes"}).error_messages
+    assert messages == ["value of engine must be one of: docker, podman, got: kubernetes"]
+
+
+def test_the_v1_input_merges_over_the_defaults_and_carries_secrets_only_when_given():
+    sent = payload({"prompt": "hi", "isMain": True}, {})
+    assert (sent["prompt"], sent["isMain"], sent["groupFolder"]) == ("hi", True, "smoke")
+    assert "secrets" not in sent
+    assert payload({}, {"K": "v"})["secrets"] == {"K": "v"}
 
 
 def _outputs(*values) -> list:
