@@ -275,7 +275,7 @@ def stage_build(report: Report) -> None:
         )
         if "nanoclaw_preflight_concurrent_agents" not in doc.stdout:
             raise HarnessError("ansible-doc of the installed tarball does not show the preflight arguments")
-        for module, option in (("runtime_compat", "generation"), ("agent_smoke", "secrets")):
+        for module, option in (("runtime_compat", "generation"), ("agent_smoke", "secrets"), ("agent_smoke_job", "warm")):
             doc = venv_run(
                 [str(venv_bin() / "ansible-doc"), f"nanoclaw.provision.{module}"],
                 env={"ANSIBLE_COLLECTIONS_PATH": str(target)},
@@ -327,7 +327,7 @@ def stage_bench(report: Report, smoke: bool) -> None:
     """benchmarks/run.py: the full run writes docs/PERFORMANCE.md; the smoke form (few samples) only tests/output/."""
     name = "bench:smoke" if smoke else "bench"
     with report.stage(name) as st:
-        run([sys.executable, "-u", str(REPO / "benchmarks" / "run.py"), *(["--smoke"] if smoke else [])], cwd=REPO)
+        run([sys.executable, "-u", "-m", "benchmarks.run", *(["--smoke"] if smoke else [])], cwd=REPO)
         st.passed += 1
 
 
@@ -433,7 +433,7 @@ def stage_k8s(report: Report, which: str) -> None:
 
     k8s:a - the control plane only (tests/k8s/test_stage_a.py);
     k8s:b - plus two nodes (containerd, CNI bridge, kubelet each) where agent Jobs really run
-    (tests/k8s/test_stage_b.py: agent_smoke's Job mode, concurrency, IPC, Job latency, site.yml's
+    (tests/k8s/test_stage_b.py: agent_smoke_job, concurrency, IPC, Job latency, site.yml's
     cluster path; tests/k8s/test_stage_b_nodes.py: pods across nodes, shared claims, spreading).
     """
     if which not in ("a", "b"):
