@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,62 +99,6 @@ def cluster() -> ClusterAccess:
     if not kubeconfig or not kubectl:
         pytest.fail("NANOCLAW_K8S_KUBECONFIG/NANOCLAW_K8S_KUBECTL are not set: run these tests through `./run k8s:a`")
     return ClusterAccess(Path(kubeconfig), Path(kubectl))
-
-
-@dataclass
-class ModulePlay:
-    results: list[dict]
-    log: str
-    rc: int
-    seconds: float
-
-
-def run_module(tmp_path: Path, module: str, calls: list[dict], *, concurrent: bool = False, check: bool = False) -> ModulePlay:
-    """Run ``module`` once per entry of ``calls`` through ansible-playbook; each registered result in order.
-
-    ``concurrent``: start every call as an async task (poll 0) and then wait for all of them,
-    so the calls really run at the same time.
-    """
-    run_id = uuid.uuid4().hex[:8]
-    out = tmp_path / f"results-{run_id}.json"
-    tasks = []
-    for index, call in enumerate(calls):
-        # JSON is YAML: the arguments go in as written, each call its own task.
-        tasks.append(
-            f"    - name: Call {index} of {module}\n"
-            f"      nanoclaw.provision.{module}: {json.dumps(call)}\n"
-            f"      register: it_{index}\n"
-            f"      ignore_errors: true\n" + ("      async: 600\n      poll: 0\n" if concurrent else "")
-        )
-    if concurrent:
-        for index in range(len(calls)):
-            tasks.append(
-                f"    - name: Wait for call {index}\n"
-                f'      ansible.builtin.async_status:\n        jid: "{{{{ it_{index}.ansible_job_id }}}}"\n'
-                f"      register: done_{index}\n      until: done_{index}.finished\n      retries: 600\n      delay: 1\n"
-                f"      ignore_errors: true\n"
-            )
-    saved = ", ".join(f"{'done' if concurrent else 'it'}_{i}" for i in range(len(calls)))
-    playbook = tmp_path / f"play-{run_id}.yml"
-    playbook.write_text(
-        "---\n- name: Module under test\n  hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
-        + "".join(tasks)
-        + "    - name: Save the results\n"
-        + "      ansible.builtin.copy:\n"
-        + f'        content: "{{{{ [{saved}] | to_json }}}}"\n'
-        + f"        dest: {out}\n"
-        + '        mode: "0600"\n'
-        + "      check_mode: false\n"
-    )
-    argv = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)]
-    if check:
-        argv.append("--check")
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=1800)
-    log = proc.stdout + proc.stderr
-    assert out.exists(), f"the playbook did not save results:\n{log[-3000:]}"
-    return ModulePlay(results=json.loads(out.read_text()), log=log, rc=proc.returncode, seconds=time.monotonic() - started)
 
 
 def smoke_args(cluster: ClusterAccess, namespace: str, **args) -> dict:

@@ -19,10 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run_module, smoke_args
+from conftest import BIN, smoke_args
 
 from tests.harness import k8s_node
 from tests.harness.common import parse_recap
+from tests.harness.module_play import run_module
 
 NS = "nc-stage-b"
 NODE = "nanoclaw-node"

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_module, smoke_args
+from conftest import smoke_args
 
 from tests.harness import k8s_node
+from tests.harness.module_play import run_module
 
 NS = "nc-two-nodes"
 NET_NS = "nc-two-nodes-net"

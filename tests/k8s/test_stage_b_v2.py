@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_module, smoke_args
+from conftest import smoke_args
 
 from tests.harness import k8s_node
+from tests.harness.module_play import run_module
 
 NS = "nc-v2"
 AGENT = "localhost/nanoclaw-fixture-agent"

@@ -10,13 +10,11 @@ Images: localhost/nanoclaw-fixture-agent:MODE, TEST FIXTURES (fake agents, not N
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pwd
 import stat
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,62 +68,6 @@ class Engine:
 
 DOCKER = Engine("docker", None)
 PODMAN = Engine("podman", TEST_USER)
-
-
-@dataclass
-class Play:
-    results: list[dict]
-    log: str
-    rc: int
-
-    @property
-    def result(self) -> dict:
-        return self.results[0]
-
-
-def run_module(tmp_path: Path, module: str, calls: list[dict], check: bool = False, verbosity: int = 0) -> Play:
-    """Run ``module`` once per entry of ``calls`` in one playbook; return each registered result and the full log."""
-    run_id = uuid.uuid4().hex[:8]
-    out = tmp_path / f"results-{run_id}.json"
-    tasks = []
-    for index, call in enumerate(calls):
-        # JSON is YAML: the arguments go in as written, each call its own task.
-        tasks.append(
-            f"    - name: Call {index} of {module}\n"
-            f"      nanoclaw.provision.{module}: {json.dumps(call)}\n"
-            f"      register: it_{index}\n"
-            f"      ignore_errors: true\n"
-        )
-    saved = ", ".join(f"it_{i}" for i in range(len(calls)))
-    playbook = tmp_path / f"play-{run_id}.yml"
-    playbook.write_text(
-        "---\n- name: Module under test\n  hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
-        + "".join(tasks)
-        + "    - name: Save the results\n"
-        + "      ansible.builtin.copy:\n"
-        + f'        content: "{{{{ [{saved}] | to_json }}}}"\n'
-        + f"        dest: {out}\n"
-        + '        mode: "0600"\n'
-        + "      check_mode: false\n"
-    )
-    playbook.chmod(0o600)
-    argv = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        "localhost,",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        str(playbook),
-    ]
-    if check:
-        argv.append("--check")
-    if verbosity:
-        argv.append("-" + "v" * verbosity)
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=1800, cwd=REPO)
-    log = proc.stdout + proc.stderr
-    assert out.exists(), f"the playbook did not save results:\n{log[-3000:]}"
-    return Play(results=json.loads(out.read_text()), log=log, rc=proc.returncode)
 
 
 def by_name(result: dict) -> dict[str, dict]:

@@ -16,7 +16,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import AGENT, DOCKER, PODMAN, REPO, Engine, record, run_module
+from conftest import AGENT, DOCKER, PODMAN, REPO, Engine, record
+
+from tests.harness.module_play import run_module
 
 pytestmark = pytest.mark.usefixtures("engines_ready", "tun_usable")
 ENGINES = [pytest.param(DOCKER, id="docker"), pytest.param(PODMAN, id="podman")]

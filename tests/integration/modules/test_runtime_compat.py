@@ -15,7 +15,9 @@ import resource
 from pathlib import Path
 
 import pytest
-from conftest import AGENT, DOCKER, PODMAN, by_name, device_mode, host_cgroup_version, record, run_module, table
+from conftest import AGENT, DOCKER, PODMAN, by_name, device_mode, host_cgroup_version, record, table
+
+from tests.harness.module_play import run_module
 
 IMAGE = f"{AGENT}:ok"
 COMMON = {"info", "run_rm_name", "bind_mount", "bind_mount_ro", "env", "user_home", "add_host_gateway"}
