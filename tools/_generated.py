@@ -13,7 +13,7 @@ def sync(output: Path, expected: dict[str, str], pattern: str, *, what: str, scr
     stale = sorted(p.name for p in output.glob(pattern) if p.name not in expected) if output.exists() else []
     if check:
         if drift or stale:
-            print(f"{what} drifted from the argument specs: {drift + stale}; run python3 {script}", file=sys.stderr)
+            print(f"{what} drifted from the argument specs: {drift + stale}; run python3 -m {script}", file=sys.stderr)
             return 1
         return 0
     output.mkdir(parents=True, exist_ok=True)

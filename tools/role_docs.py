@@ -9,8 +9,8 @@ drift from what the roles accept. A unit test fails when they do.
 Ansible's documentation markup (C(), O(), V(), E(), I(), B(), L(), U(), M(), ...) is parsed by
 antsibull-docs-parser, the parser ansible-doc and the docsite use, and written as Markdown.
 
-    python3 tools/role_docs.py          # regenerate
-    python3 tools/role_docs.py --check  # exit 1 when the committed pages differ
+    python3 -m tools.role_docs          # regenerate
+    python3 -m tools.role_docs --check  # exit 1 when the committed pages differ
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ import yaml
 from antsibull_docs_parser import dom, parser
 from antsibull_docs_parser.md import MDFormatter, to_md
 
-if __package__ in (None, ""):  # run as a script: python3 tools/role_docs.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools._generated import sync
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     arg_parser = argparse.ArgumentParser(description=__doc__)
     arg_parser.add_argument("--check", action="store_true", help="exit 1 when the committed pages differ")
     args = arg_parser.parse_args(argv)
-    rc = sync(OUTPUT, pages(), "*.md", what="docs/roles", script="tools/role_docs.py", check=args.check)
+    rc = sync(OUTPUT, pages(), "*.md", what="docs/roles", script="tools.role_docs", check=args.check)
     for role, text in readmes().items():
         what = f"roles/{role}/README.md"
-        rc |= sync(REPO / "roles" / role, {"README.md": text}, "README.md", what=what, script="tools/role_docs.py", check=args.check)
+        rc |= sync(REPO / "roles" / role, {"README.md": text}, "README.md", what=what, script="tools.role_docs", check=args.check)
     return rc
 
 

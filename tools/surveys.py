@@ -15,8 +15,6 @@ from typing import Any
 
 import yaml
 
-if __package__ in (None, ""):  # run as a script: python3 tools/surveys.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools._generated import sync
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     surveys = build(yaml.safe_load(CONFIG.read_text()), load_specs())
     expected = {f"{name}.json": render(survey) for name, survey in surveys.items()}
-    return sync(OUTPUT, expected, "*.json", what="surveys", script="tools/surveys.py", check=args.check)
+    return sync(OUTPUT, expected, "*.json", what="surveys", script="tools.surveys", check=args.check)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from tools import role_docs
 
 
 def test_committed_role_pages_match_the_argument_specs() -> None:
-    assert role_docs.main(["--check"]) == 0, "run: python3 tools/role_docs.py"
+    assert role_docs.main(["--check"]) == 0, "run: python3 -m tools.role_docs"
 
 
 def test_every_role_has_a_page_and_a_readme_listing_every_option() -> None:

@@ -8,7 +8,7 @@ from tools import surveys
 
 
 def test_committed_surveys_match_the_argument_specs() -> None:
-    assert surveys.main(["--check"]) == 0, "run: python3 tools/surveys.py"
+    assert surveys.main(["--check"]) == 0, "run: python3 -m tools.surveys"
 
 
 def test_every_survey_variable_is_a_role_option() -> None:
