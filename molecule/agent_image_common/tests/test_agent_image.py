@@ -2,25 +2,28 @@
 
 The first tests read what converge and idempotence left. Then each module-scoped
 run fixture drives the role once on every target at the same time (real
-ansible-playbook runs with other input): a no-change rerun, a check-mode run, a
-wrong password, bad input, and finally a new commit while the registry is down
-and again after it is back up.
+ansible-playbook runs with other input): a no-change rerun, a check-mode run, the
+nanoclaw role's result as input, a wrong password, bad input, and finally a new
+commit while the registry is down and again after it is back up.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from conftest import (
     ENGINE,
+    FIXTURE,
     INFO,
     PUSH,
     TARGETS,
@@ -181,6 +184,48 @@ def check_run():
 def test_check_mode_on_a_current_host_reports_nothing_to_do(target, check_run):
     assert check_run.returncode == 0, check_run.stdout[-3000:]
     assert recap(check_run, target.name)["changed"] == 0
+
+
+# ---------------------------------------------------------------- the nanoclaw role's result as input
+@pytest.fixture(scope="module")
+def install_run():
+    """The role given the checkout as the nanoclaw role exports it (nanoclaw_install, as
+    playbooks/tasks/image.yml passes it), generation spelled v1/v2, reads no commit, package.json
+    or path of its own."""
+    installs = {}
+    for name in TARGETS:
+        t = Target(name)
+        root = t.host.check_output(f"realpath {FIXTURE}")
+        installs[name] = {
+            "present": True,
+            "root": root,
+            "commit": t.commit,
+            "version": "1.2.53" if t.generation == 1 else "2.0.64",
+            "generation": f"v{t.generation}",
+            "slug": hashlib.sha1(root.encode()).hexdigest()[:8],
+            "origin": "",  # the fixture checkout has no remote
+        }
+    before = {name: _state(Target(name)) for name in TARGETS}
+    # One run per target (each its own install: -e JSON is not templated), side by side.
+    with ThreadPoolExecutor(max_workers=len(TARGETS)) as pool:
+        futures = {name: pool.submit(converge, name, {"nanoclaw_agent_image_install": installs[name]}) for name in TARGETS}
+        runs = {name: future.result() for name, future in futures.items()}
+    after = {name: _state(Target(name)) for name in TARGETS}
+    return runs, before, after
+
+
+def test_the_nanoclaw_roles_result_names_keys_and_labels_the_image_as_the_checkout_does(target, install_run):
+    runs, before, after = install_run
+    proc = runs[target.name]
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    # The same name, tag and build key as reading the checkout: nothing to build or push.
+    assert recap(proc, target.name)["changed"] == 0
+    assert "current, not rebuilt; registry already current" in host_output(proc, target.name)
+    assert after[target.name] == before[target.name]
+    assert task_results(proc, target.name, "Read the commit, the physical path and the build context hash") == ["skipping"]
+    assert task_results(proc, target.name, "Read package.json") == ["skipping"]
+    # container/ may hold uncommitted files: its hash is still read.
+    assert task_results(proc, target.name, "Hash the build context") == ["ok"]
 
 
 # ---------------------------------------------------------------- wrong password

@@ -141,6 +141,40 @@ def test_checkout_is_the_pin_and_the_build_is_recorded(host):
     assert host.file(f"{HOME}/.local/state/nanoclaw-provision/{slug()}/build.json").mode == 0o600
 
 
+def test_install_result_is_recorded_as_a_local_fact(host):
+    """The role's result nanoclaw_install, as the agent image and the checks take it, and as a run
+    whose tags skip the role's tasks (site.yml --tags image) reads it back: the checkout, its
+    generation, slug, unit and image as upstream names them, and the data paths."""
+    gen = _gen(host)
+    fact = host.file("/etc/ansible/facts.d/nanoclaw_install.fact")
+    assert (fact.user, fact.group, fact.mode) == ("root", "root", 0o644)
+    head = as_user(host, f"git -C {PROJECT} rev-parse HEAD").stdout.strip()
+    origin = as_user(host, f"git -C {PROJECT} config --get remote.origin.url").stdout.strip()
+    user = host.user(USER)
+    unit = unit_name(gen)
+    assert json.loads(fact.content_string) == {
+        "present": True,
+        "root": PROJECT,
+        "commit": head,
+        "version": FIXTURE[gen]["versions"][0 if head == FIXTURE[gen]["first"] else 1],
+        "generation": gen,
+        "slug": slug(),
+        "unit": unit,
+        "unit_file": f"{HOME}/.config/systemd/user/{unit}",
+        "image": image_name(gen),
+        "origin": origin,
+        "user": USER,
+        "uid": str(user.uid),
+        "gid": str(user.gid),
+        "home": HOME,
+        "groups": f"{PROJECT}/groups",
+        "data": f"{PROJECT}/data",
+        "store": f"{PROJECT}/store",
+        "logs": f"{PROJECT}/logs",
+        "dotenv": f"{PROJECT}/.env",
+    }
+
+
 def test_dotenv_exact_content_and_mode(host):
     gen = _gen(host)
     env = host.file(f"{PROJECT}/.env")
@@ -701,6 +735,8 @@ def test_uninstall_removes_only_the_code_then_purge_only_what_the_role_made():
         assert not h.file(f"{HOME}/.config/systemd/user/{unit_name(gen)}").exists
         assert not h.file(f"/usr/local/libexec/nanoclaw-provision/{slug()}").exists
         assert h.file(f"{HOME}/.local/state/nanoclaw-provision/{slug()}/checkout.json").exists
+        # The code is gone: a run whose tags skip the role must not build an image from it.
+        assert not h.file("/etc/ansible/facts.d/nanoclaw_install.fact").exists
     again = run_role({"nanoclaw_state": "absent"})
     assert again.returncode == 0, again.stdout[-5000:]
     purge = run_role({"nanoclaw_state": "absent", "nanoclaw_purge": True})

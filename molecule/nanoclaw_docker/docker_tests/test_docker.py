@@ -125,6 +125,17 @@ def test_rootless_daemon_runs_as_the_user_with_linger(node):
     assert f"DOCKER_HOST=unix:///run/user/{uid}/docker.sock" in env.stdout
     assert as_user(node, "systemctl --user is-active docker.service").stdout.strip() == "active"
     assert _fact(node)["docker_host"] == f"unix:///run/user/{uid}/docker.sock"
+    # The role's result (nanoclaw_runtime_host, recorded in the local fact): NanoClaw would
+    # use the rootless daemon, through Docker's own CLI.
+    result = _fact(node)["runtime_host"]
+    print(f"nanoclaw_runtime_host: {result}")
+    assert result["docker_host"] == f"unix:///run/user/{uid}/docker.sock"
+    assert (result["engine"], result["rootless"], result["docker_command"]) == ("docker", True, "/usr/bin/docker")
+    assert node.file(result["docker_command"]).exists
+    assert result["certs_dir"] == "/etc/docker/certs.d"
+    assert (result["user"], str(result["uid"]), result["home"]) == (USER, str(uid), node.user(USER).home)
+    assert result["cgroup_mode"] == cgroup_mode(node)
+    assert result["limits_enforced"] is (result["cgroup_mode"] == "v2")
 
 
 @pytest.mark.parametrize("path", ["/etc/subuid", "/etc/subgid"])

@@ -50,6 +50,14 @@ def test_docker_info_reports_rootless_podman(node):
     assert info["store"]["graphDriverName"] == ("vfs" if fact["storage_driver"] == "vfs" else "overlay")
     # docker is the podman shim, not another engine.
     assert "podman" in node.file(node.check_output("readlink -f $(command -v docker)")).content_string
+    # The role's result (nanoclaw_runtime_host, recorded in the local fact) names that shim.
+    result = fact["runtime_host"]
+    print(f"nanoclaw_runtime_host: {result}")
+    assert result["engine"] == "podman"
+    assert result["rootless"] is True
+    assert "podman" in node.file(node.check_output(f"readlink -f {result['docker_command']}")).content_string
+    assert result["certs_dir"] == "/etc/containers/certs.d"
+    assert (result["user"], str(result["uid"]), result["home"]) == (USER, str(_uid(node)), node.user(USER).home)
 
 
 def test_docker_run_echo_ok_on_the_default_network(node, smoke_image):
@@ -107,6 +115,7 @@ def test_socket_answers_the_docker_api(node):
     uid = _uid(node)
     env = as_user(node, "systemctl --user show-environment")
     assert f"DOCKER_HOST=unix:///run/user/{uid}/podman/podman.sock" in env.stdout, env.stdout + env.stderr
+    assert local_fact(node)["runtime_host"]["docker_host"] == f"unix:///run/user/{uid}/podman/podman.sock"
     assert as_user(node, "systemctl --user is-enabled podman.socket").stdout.strip() == "enabled"
     script = (
         "import os, docker; c = docker.DockerClient(base_url=os.environ['DOCKER_HOST']); "
@@ -151,7 +160,8 @@ def test_default_ulimits_fit_the_hosts_hard_limit(node, smoke_image):
 def test_resource_limits_match_the_cgroup_mode(node, smoke_image):
     mode = cgroup_mode(node)
     fact = local_fact(node)
-    assert fact["cgroup_mode"] == mode
+    assert fact["cgroup_mode"] == fact["runtime_host"]["cgroup_mode"] == mode
+    assert fact["runtime_host"]["limits_enforced"] is fact["resource_limits_enforced"]
     out = as_user(node, f"docker run --rm --memory 64m {smoke_image} cat /proc/self/cgroup")
     assert out.rc == 0, out.stderr
     if mode == "v2":
