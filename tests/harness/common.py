@@ -59,22 +59,28 @@ def run(
     cwd: Path | None = None,
     input_text: str | None = None,
     quiet: bool = False,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Run ``argv``; with ``timeout``, a command still running then is killed and returns 124 (as timeout(1))."""
     if not quiet:
         log("$ " + shlex.join(argv))
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    proc = subprocess.run(
-        argv,
-        check=False,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        input=input_text,
-        stdout=subprocess.PIPE if capture else None,
-        stderr=subprocess.PIPE if capture else None,
-    )
+    try:
+        proc = subprocess.run(
+            argv,
+            check=False,
+            text=True,
+            env=full_env,
+            cwd=cwd,
+            input=input_text,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        proc = subprocess.CompletedProcess(argv, 124, "" if capture else None, f"timed out after {timeout} s" if capture else None)
     if check and proc.returncode != 0:
         detail = (proc.stderr or "").strip().splitlines()[-5:] if capture else []
         raise HarnessError(f"command failed ({proc.returncode}): {shlex.join(argv)}" + ("\n  " + "\n  ".join(detail) if detail else ""))

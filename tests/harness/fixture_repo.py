@@ -353,8 +353,10 @@ def build() -> dict:
 
 
 def serve() -> dict:
+    """Serve the repositories and the tarball on every address: the targets reach them at the gateway
+    of Podman's bridge (meta's URLs), which exists only while a container is attached to it, so the
+    daemons cannot bind it before the first target runs. They are probed on the loopback address."""
     meta = build()
-    addr = gateway()
     logs = STATE / "logs"
     services.start_daemon(
         DAEMONS[0],
@@ -362,19 +364,23 @@ def serve() -> dict:
             "git",
             "daemon",
             "--reuseaddr",
-            f"--listen={addr}",
+            "--listen=0.0.0.0",
             f"--port={GIT_PORT}",
             f"--base-path={ROOT}",
             "--export-all",
             str(ROOT),
         ],
-        ready=["git", "ls-remote", f"{meta['git_url']}/nanoclaw-v2.git"],
+        ready=["git", "ls-remote", f"git://127.0.0.1:{GIT_PORT}/nanoclaw-v2.git"],
         log_path=logs / "fixture-git.log",
     )
     services.start_daemon(
         DAEMONS[1],
-        [sys.executable, "-m", "http.server", "--bind", addr, "--directory", str(ROOT / "mirror"), str(HTTP_PORT)],
-        ready=["python3", "-c", f"import urllib.request; urllib.request.urlopen('{meta['http_url']}/{meta['node']['file']}').close()"],
+        [sys.executable, "-m", "http.server", "--bind", "0.0.0.0", "--directory", str(ROOT / "mirror"), str(HTTP_PORT)],
+        ready=[
+            "python3",
+            "-c",
+            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HTTP_PORT}/{meta['node']['file']}').close()",
+        ],
         log_path=logs / "fixture-http.log",
     )
     return meta

@@ -116,6 +116,9 @@ def _pidfile(name: str) -> Path:
     return PIDFILES / f"{name}.pid"
 
 
+PROBE_TIMEOUT = 20.0  # seconds one readiness probe of a daemon may take
+
+
 def start_daemon(name: str, argv: list[str], ready: list[str], log_path: Path, timeout: float = 60) -> None:
     """Start a background daemon once (pidfile), and wait until ``ready`` succeeds."""
     import subprocess
@@ -130,7 +133,8 @@ def start_daemon(name: str, argv: list[str], ready: list[str], log_path: Path, t
             return
         except ProcessLookupError:
             pidfile.unlink()
-    if run(ready, check=False, capture=True, quiet=True).returncode == 0:
+    # Each probe is bounded: a probe that hangs (a connection nobody answers) must not hold the run.
+    if run(ready, check=False, capture=True, quiet=True, timeout=PROBE_TIMEOUT).returncode == 0:
         # Another checkout's run (a worktree, a concurrent ./run) already serves it:
         # use it, and leave stopping it to whoever started it.
         log(f"{name} already answering (started elsewhere); using it")
@@ -145,7 +149,7 @@ def start_daemon(name: str, argv: list[str], ready: list[str], log_path: Path, t
         if proc.poll() is not None:
             pidfile.unlink(missing_ok=True)
             raise HarnessError(f"{name} exited with {proc.returncode}; see {log_path}")
-        if run(ready, check=False, capture=True, quiet=True).returncode == 0:
+        if run(ready, check=False, capture=True, quiet=True, timeout=PROBE_TIMEOUT).returncode == 0:
             log(f"{name} started (pid {proc.pid})")
             return
         time.sleep(0.5)
