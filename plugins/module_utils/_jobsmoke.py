@@ -247,6 +247,10 @@ class V1Session:
             # An agent that exits at once cannot be attached to; its log still says why.
             self.result["attach_error"] = str(exc)
         wait_for(lambda: bool(feed.parser.outputs) or terminated(kube, job_name), deadline, 0.05)
+        if not feed.parser.outputs:
+            # An agent that ended quickly can be seen ended before the follower has passed on the
+            # log it streamed; let the follower finish so those outputs (and when they came) count.
+            follower.join(timeout=10)
         if feed.ended_at:
             self.timings["create_to_parsed"] = seconds(feed.ended_at[0])
             self.timings["running_to_parsed"] = seconds(feed.ended_at[0] - running_at)

@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,22 @@ def test_a_v1_session_returns_the_result_timings_and_removes_the_job():
     sent = json.loads(kube.attached[0])
     assert (sent["prompt"], sent["secrets"], sent["isMain"]) == ("hi", {"K": "s3cret"}, False)
     assert kube.deleted == ["nanoclaw-main-x"]
+
+
+def test_outputs_the_follower_passes_on_after_the_agent_ended_still_count():
+    # The pod can be seen ended before the log follower has handed over what it streamed (CI saw
+    # this race once); the outputs and when they were parsed must not be lost.
+    kube = FakeKube(_log(RESULT, UPDATE))
+    follow = kube.follow_log
+
+    def late_follow(pod, on_chunk, timeout):
+        return follow(pod, lambda text: (time.sleep(0.5), on_chunk(text)), timeout)
+
+    kube.follow_log = late_follow
+    result = js.V1Session(_params(input={"prompt": "hi"}), kube).run(JOB)
+    assert result["failure"] is None, result
+    assert result["outputs_count"] == 2
+    assert set(result["timings"]) == TIMINGS_V1
 
 
 def test_stderr_between_the_markers_is_set_aside_and_counted():
