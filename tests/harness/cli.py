@@ -588,7 +588,8 @@ def stage_real(report: Report, which: str) -> None:
     """Assertions on the real NanoClaw the demo targets run (tests/real/):
 
     real:checks   after site:first-run - pins, detected generation, exact .env keys, unit names,
-                  the service's state 30 s after start (v2 up; v1 with no channel reported);
+                  the service's state 30 s after start (v2 up; v1 with no channel reported), and
+                  playbooks/image.yml and compat_smoke.yml alone, from the roles' records;
     real:drift    after site:second-run, the Podman target: a drifted config file, stopped unit,
                   wrong owner and missing image, all repaired by a rerun;
     real:upgrade  the Docker target from v1 to v2 with playbooks/upgrade.yml, data kept, then
@@ -723,7 +724,7 @@ def stage_registry() -> dict[str, Stage]:
             estimate=960,  # cold run 2026-12-02 13:33, four lanes
             doc="the demo targets, site.yml once",
         ),
-        Stage("real:checks", lambda report: stage_real(report, "checks"), needs=("site:first-run",), uses=DEMO, estimate=120),
+        Stage("real:checks", lambda report: stage_real(report, "checks"), needs=("site:first-run",), uses=DEMO, estimate=300),
         Stage(
             "site:second-run",
             # The rerun proves changed=0 of the provisioning after NanoClaw ran; it skips the

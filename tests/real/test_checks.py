@@ -16,7 +16,7 @@ import yaml
 
 from ansible_collections.nanoclaw.provision.plugins.module_utils._upstream import ENV_KEYS, conventions
 
-from .conftest import EVIDENCE, HOME, INVENTORY, OUTPUT, ROOT, USER, hosts, sh, unit_state
+from .conftest import EVIDENCE, HOME, INVENTORY, OUTPUT, ROOT, USER, changed, hosts, playbook, sh, unit_state
 
 HOSTS = hosts()
 
@@ -116,3 +116,33 @@ def test_v1_without_a_channel_is_reported_with_upstreams_reason():
     match = re.search(r"nanoclaw\.service is not staying up: [^\"]*No channels connected[^\"]*install a channel", run_log)
     assert match, "site.yml's first run did not warn with upstream's reason"
     EVIDENCE.append(f"[{target}] site.yml warned: {match.group(0)[:400]}")
+
+
+def _summary(out: str, target: str) -> str:
+    """The ``Summarise the host`` lines of ``target`` in a run's output, on one line."""
+    text = " ".join(out.split())
+    start = text.rfind(f"ok: [{target}] => msg: - 'runtime:")
+    assert start >= 0, f"no summary of {target} in the output"
+    return text[start : start + 1200]
+
+
+@pytest.mark.parametrize(
+    ("name", "gen"),
+    [("image.yml", "v2"), ("compat_smoke.yml", "v1")],
+    ids=["image.yml on the v2 Podman target", "compat_smoke.yml on the v1 Docker target"],
+)
+def test_the_image_and_smoke_playbooks_work_from_the_records_and_change_nothing(name, gen, upstream):
+    # playbooks/image.yml and playbooks/compat_smoke.yml (the AWX smoke job) apply none of the roles:
+    # the runtime host and the install come from the records site.yml left (each role's result.yml).
+    target = next(t for t in HOSTS if generation(t) == gen)
+    rc, out, took = playbook(name, f"real-checks-{name.replace('.yml', '')}.log", target)
+    assert rc == 0, out[-3000:]
+    assert changed(out, target) == 0
+    summary = _summary(out, target)
+    engine = "podman rootless" if gen == "v2" else "docker rootful"
+    assert f"'runtime: {engine} for {USER} (uid " in summary
+    assert f"'pin: {upstream[gen]} (generation {gen})'" in summary
+    if name == "compat_smoke.yml":
+        assert re.search(r"'compat: \d+ passed, \d+ failed", summary), summary
+        assert "'smoke: agent answered " in summary, summary
+    EVIDENCE.append(f"[{target}] {name} alone ({took:.0f} s, changed=0): {summary[:600]}")
