@@ -724,7 +724,15 @@ def stage_registry() -> dict[str, Stage]:
             estimate=960,  # cold run 2026-12-02 13:33, four lanes
             doc="the demo targets, site.yml once",
         ),
-        Stage("real:checks", lambda report: stage_real(report, "checks"), needs=("site:first-run",), uses=DEMO, estimate=300),
+        Stage(
+            "real:checks",
+            lambda report: stage_real(report, "checks"),
+            needs=("site:first-run",),
+            uses=DEMO,
+            # 24 s in the cold run of 2026-12-03, plus image.yml and compat_smoke.yml alone: 51 and 83 s
+            # next to the cold run's other lanes (10 and 12 s on the idle machine).
+            estimate=160,
+        ),
         Stage(
             "site:second-run",
             # The rerun proves changed=0 of the provisioning after NanoClaw ran; it skips the
